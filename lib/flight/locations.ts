@@ -1,0 +1,177 @@
+/**
+ * Flight location URIs and the map from remote endpoints to local forwards.
+ *
+ * A location such as `grpc://data-a:40001` names a server inside the cluster; the
+ * proxy hands clients `grpc://127.0.0.1:41234` instead, where an SSH forward leads
+ * to it. The map grows while the proxy runs: a host:port seen for the first time
+ * goes to a resolver (the SSH layer opens a forward), once, however many requests
+ * ask for it at the same moment.
+ *
+ * @module
+ */
+
+/** The special location meaning "redeem on the connection that produced the ticket". */
+export const REUSE_CONNECTION = "arrow-flight-reuse-connection://?";
+
+/** A location URI taken apart around its `host:port`. */
+export interface ParsedLocation {
+  /** `grpc`, `grpc+tcp`, `grpc+tls`, … */
+  scheme: string;
+  /** Host as written, IPv6 literals without brackets. */
+  host: string;
+  port: number;
+  /** Canonical `host:port` key (lower-case host, IPv6 in brackets). */
+  netloc: string;
+  /** Everything after the port (path, query), kept as it was. */
+  rest: string;
+}
+
+/** What the proxy can do with a location URI. */
+export type LocationKind =
+  | { kind: "reuse-connection" }
+  | { kind: "endpoint"; location: ParsedLocation }
+  | { kind: "unsupported"; reason: string };
+
+const LOCATION_RE =
+  /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]\s]+):(\d+)(.*)$/s;
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
+const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
+
+/** Canonical `host:port` for a host (IPv6 literals bracketed) and a port. */
+export function formatNetloc(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host.toLowerCase()}:${port}`;
+}
+
+/** True when `host` is a plausible DNS name, IPv4 or IPv6 literal (brackets removed). */
+export function isValidHost(host: string): boolean {
+  if (host.includes(":")) return /^[0-9A-Fa-f:.]+$/.test(host) && host.split(":").length <= 9;
+  return IPV4_RE.test(host) || HOSTNAME_RE.test(host);
+}
+
+/**
+ * Classifies a location URI. Endpoints are `scheme://host:port[rest]` with a valid
+ * host and a port in 1..65535; anything else is passed on unchanged by the proxy.
+ *
+ * @example
+ * ```ts
+ * classifyLocation("grpc://data-a:40001"); // { kind: "endpoint", location: { netloc: "data-a:40001", … } }
+ * classifyLocation("arrow-flight-reuse-connection://?"); // { kind: "reuse-connection" }
+ * ```
+ */
+export function classifyLocation(uri: string): LocationKind {
+  if (uri === REUSE_CONNECTION || uri.startsWith("arrow-flight-reuse-connection:")) {
+    return { kind: "reuse-connection" };
+  }
+  const match = LOCATION_RE.exec(uri);
+  if (!match) return { kind: "unsupported", reason: "no host:port in the URI" };
+  const [, scheme, rawHost, rawPort, rest] = match;
+  const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
+  const port = Number(rawPort);
+  if (!isValidHost(host)) return { kind: "unsupported", reason: `invalid host ${rawHost}` };
+  if (!(port >= 1 && port <= 65535)) {
+    return { kind: "unsupported", reason: `invalid port ${rawPort}` };
+  }
+  return {
+    kind: "endpoint",
+    location: { scheme: scheme.toLowerCase(), host, port, netloc: formatNetloc(host, port), rest },
+  };
+}
+
+/** Rebuilds a location with another `host:port`, keeping scheme and the rest. */
+export function withNetloc(location: ParsedLocation, netloc: string): string {
+  return `${location.scheme}://${netloc}${location.rest}`;
+}
+
+/**
+ * Opens a way to a remote `host:port` and answers the local `host:port` that
+ * reaches it. The SSH layer provides one; it may throw to refuse.
+ */
+export type LocationResolver = (remote: { host: string; port: number; netloc: string }) => Promise<
+  string
+>;
+
+/**
+ * Remote endpoint `host:port` → local forward `host:port`, both ways, growing on
+ * demand through a {@link LocationResolver}.
+ *
+ * @example
+ * ```ts
+ * const map = new LocationMap([["data-a:40001", "127.0.0.1:41234"]]);
+ * map.local("data-a:40001"); // "127.0.0.1:41234"
+ * map.remote("127.0.0.1:41234"); // "data-a:40001"
+ * ```
+ */
+export class LocationMap {
+  #toLocal = new Map<string, string>();
+  #toRemote = new Map<string, string>();
+  #pending = new Map<string, Promise<string>>();
+  #resolver?: LocationResolver;
+
+  constructor(
+    entries: Iterable<[remote: string, local: string]> = [],
+    resolver?: LocationResolver,
+  ) {
+    for (const [remote, local] of entries) this.set(remote, local);
+    this.#resolver = resolver;
+  }
+
+  /** Sets the resolver used for remote endpoints not yet in the map. */
+  setResolver(resolver: LocationResolver | undefined): void {
+    this.#resolver = resolver;
+  }
+
+  /** Records that `remote` is reached through `local` (both `host:port`). */
+  set(remote: string, local: string): void {
+    const old = this.#toLocal.get(remote);
+    if (old !== undefined) this.#toRemote.delete(old);
+    this.#toLocal.set(remote, local);
+    this.#toRemote.set(local, remote);
+  }
+
+  /** The local forward for a remote `host:port`, if known. */
+  local(remote: string): string | undefined {
+    return this.#toLocal.get(remote);
+  }
+
+  /** The remote endpoint behind a local forward `host:port`, if it is one of ours. */
+  remote(local: string): string | undefined {
+    return this.#toRemote.get(local);
+  }
+
+  /** All known `[remote, local]` pairs. */
+  entries(): [string, string][] {
+    return [...this.#toLocal];
+  }
+
+  get size(): number {
+    return this.#toLocal.size;
+  }
+
+  /**
+   * The local forward for `remote`, asking the resolver when it is new. Concurrent
+   * calls for the same endpoint share one resolution; a failure is not remembered,
+   * so a later request tries again.
+   */
+  resolve(remote: { host: string; port: number; netloc: string }): Promise<string> {
+    const known = this.#toLocal.get(remote.netloc);
+    if (known !== undefined) return Promise.resolve(known);
+    const pending = this.#pending.get(remote.netloc);
+    if (pending) return pending;
+    const resolver = this.#resolver;
+    if (!resolver) {
+      return Promise.reject(new Error(`no forward to ${remote.netloc} and no way to open one`));
+    }
+    const promise = (async () => {
+      try {
+        const local = await resolver(remote);
+        this.set(remote.netloc, local);
+        return local;
+      } finally {
+        this.#pending.delete(remote.netloc);
+      }
+    })();
+    this.#pending.set(remote.netloc, promise);
+    return promise;
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * A Flight server that forwards every RPC to one backend, byte for byte, except
+ * that endpoint locations are pointed at local forwards on the way out (and back
+ * at the remote servers in the few requests that carry them).
+ *
+ * Messages travel as raw bytes: the service is registered with identity
+ * serializers, so nothing is decoded unless it carries locations, and even then
+ * only the fields on the path to a URI (see `rewrite.ts`).
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import {
+  FLIGHT_METHODS,
+  FLIGHT_SERVICE,
+  type FlightMethod,
+  flightPackageDefinition,
+} from "./proto.ts";
+import { LocationMap } from "./locations.ts";
+import {
+  EndpointUnavailableError,
+  LocationRewriter,
+  type MessageShape,
+  Shapes,
+} from "./rewrite.ts";
+import { readFields, WireError, WireType } from "./wire.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { UserError } from "../errors.ts";
+
+/** Options of {@link FlightProxy.start}. */
+export interface FlightProxyOptions {
+  /** The Flight server to forward to: `grpc://host:port`, `grpc+tcp://host:port` or `host:port`. */
+  backend: string;
+  /**
+   * Where to listen, `HOST:PORT`; port 0 picks a free one.
+   * @default {"localhost:31206"}
+   */
+  listen?: string;
+  /** Remote → local endpoint map; a new empty one when omitted. */
+  locations?: LocationMap;
+  /** Where warnings and per-call detail go. */
+  logger?: Logger;
+  /** Extra grpc-js channel options for the backend connection. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+/** Unlimited message sizes: Arrow record batches of 64 MiB and more must pass. */
+const UNLIMITED = {
+  "grpc.max_receive_message_length": -1,
+  "grpc.max_send_message_length": -1,
+};
+
+// Headers grpc-js manages itself on each hop; forwarding them would duplicate or contradict.
+const HOP_HEADERS = new Set([
+  "content-type",
+  "user-agent",
+  "te",
+  "host",
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "grpc-status",
+  "grpc-message",
+]);
+
+function forwardable(metadata: grpc.Metadata): grpc.Metadata {
+  const out = metadata.clone();
+  for (const key of Object.keys(out.getMap())) {
+    if (HOP_HEADERS.has(key) || key.startsWith(":")) out.remove(key);
+  }
+  return out;
+}
+
+const toBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const passBytes = (bytes: Uint8Array): Buffer => toBuffer(bytes);
+
+/** Raw-bytes service definition: the real method paths and streaming kinds, no codecs. */
+function rawFlightService(): grpc.ServiceDefinition {
+  const typed = flightPackageDefinition[FLIGHT_SERVICE] as grpc.ServiceDefinition;
+  const service: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  for (const name of FLIGHT_METHODS) {
+    const { path, requestStream, responseStream } = typed[name];
+    service[name] = {
+      path,
+      requestStream,
+      responseStream,
+      requestSerialize: passBytes,
+      requestDeserialize: passBytes,
+      responseSerialize: passBytes,
+      responseDeserialize: passBytes,
+      originalName: name,
+    };
+  }
+  return service;
+}
+
+/** `grpc://host:port` (or a bare `host:port`) → the grpc-js target `host:port`. */
+export function backendTarget(url: string): string {
+  const match = /^(?:grpc(?:\+tcp)?:\/\/)?([^/]+?)\/?$/.exec(url);
+  if (!match) throw new UserError(`unsupported backend URL ${url}: expected grpc://HOST:PORT`);
+  return match[1];
+}
+
+type Transform = (message: Uint8Array) => Promise<Uint8Array> | Uint8Array;
+type ServiceError = Partial<grpc.StatusObject> & { code: grpc.status };
+
+/** A running proxy. Dispose of it (or call {@link FlightProxy.close}) to stop it. */
+export class FlightProxy implements AsyncDisposable {
+  /** Remote endpoint → local forward map used for rewriting; grows at run time. */
+  readonly locations: LocationMap;
+  /** The address it listens on, `host:port`, with the real port. */
+  readonly address: string;
+
+  #server: grpc.Server;
+  #client: grpc.Client;
+  #rewriter: LocationRewriter;
+  #logger: Logger;
+  #unavailable: string | undefined;
+  #closed = false;
+
+  private constructor(
+    server: grpc.Server,
+    client: grpc.Client,
+    address: string,
+    locations: LocationMap,
+    logger: Logger,
+  ) {
+    this.#server = server;
+    this.#client = client;
+    this.address = address;
+    this.locations = locations;
+    this.#logger = logger;
+    this.#rewriter = new LocationRewriter(locations, (message) => logger.warn(message));
+  }
+
+  /** The URL clients use: `grpc://host:port`. */
+  get url(): string {
+    return `grpc://${this.address}`;
+  }
+
+  /**
+   * Starts a proxy listening on `options.listen` that forwards to `options.backend`.
+   *
+   * @example
+   * ```ts
+   * await using proxy = await FlightProxy.start({ backend: "grpc://127.0.0.1:40000", listen: "localhost:0" });
+   * console.log(proxy.url);
+   * ```
+   */
+  static async start(options: FlightProxyOptions): Promise<FlightProxy> {
+    const listen = options.listen ?? "localhost:31206";
+    const logger = options.logger ?? silentLogger;
+    const client = new grpc.Client(
+      backendTarget(options.backend),
+      grpc.credentials.createInsecure(),
+      { ...UNLIMITED, ...options.channelOptions },
+    );
+    const server = new grpc.Server(UNLIMITED);
+    const locations = options.locations ?? new LocationMap();
+    let port: number;
+    try {
+      port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(
+          listen,
+          grpc.ServerCredentials.createInsecure(),
+          (error, port) => error ? reject(error) : resolve(port),
+        )
+      );
+    } catch (error) {
+      client.close();
+      server.forceShutdown();
+      const reason = /in use|EADDRINUSE/i.test(String(error))
+        ? "address already in use"
+        : String((error as Error).message ?? error);
+      throw new UserError(`cannot listen on ${listen}: ${reason}`, { cause: error });
+    }
+    const host = listen.slice(0, listen.lastIndexOf(":"));
+    const proxy = new FlightProxy(server, client, `${host}:${port}`, locations, logger);
+    server.addService(rawFlightService(), proxy.#handlers());
+    return proxy;
+  }
+
+  /**
+   * While set, every call is answered UNAVAILABLE with this message at once
+   * (the SSH layer sets it while the connection is down).
+   */
+  setUnavailable(reason: string | undefined): void {
+    this.#unavailable = reason;
+  }
+
+  /** Stops listening, cancels calls in flight and closes the backend channel. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, 1000);
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.#client.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #handlers(): grpc.UntypedServiceImplementation {
+    const toLocal = (shape: MessageShape): Transform => (bytes) =>
+      this.#rewriter.toLocal(bytes, shape);
+    const handlers: Record<FlightMethod, grpc.UntypedHandleCall> = {
+      Handshake: this.#bidi("Handshake"),
+      ListFlights: this.#serverStream("ListFlights", undefined, () => toLocal(Shapes.FlightInfo)),
+      GetFlightInfo: this.#unary("GetFlightInfo", toLocal(Shapes.FlightInfo)),
+      PollFlightInfo: this.#unary("PollFlightInfo", toLocal(Shapes.PollInfo)),
+      GetSchema: this.#unary("GetSchema"),
+      DoGet: this.#serverStream("DoGet"),
+      DoPut: this.#bidi("DoPut"),
+      DoExchange: this.#bidi("DoExchange"),
+      DoAction: this.#serverStream(
+        "DoAction",
+        (action) => this.#actionToRemote(action),
+        (action) =>
+          actionType(action) === "RenewFlightEndpoint" ? toLocal(RESULT_ENDPOINT) : undefined,
+      ),
+      ListActions: this.#serverStream("ListActions"),
+    };
+    return handlers;
+  }
+
+  // Clients send locations back in two standard actions; the backend must see its own.
+  #actionToRemote(action: Uint8Array): Uint8Array {
+    switch (actionType(action)) {
+      case "CancelFlightInfo":
+        return this.#rewriter.toRemote(action, ACTION_CANCEL);
+      case "RenewFlightEndpoint":
+        return this.#rewriter.toRemote(action, ACTION_RENEW);
+      default:
+        return action;
+    }
+  }
+
+  #path(method: FlightMethod): string {
+    return `/${FLIGHT_SERVICE}/${method}`;
+  }
+
+  #callOptions(call: { getDeadline(): grpc.Deadline }): grpc.CallOptions {
+    const deadline = call.getDeadline();
+    return deadline === Infinity ? {} : { deadline };
+  }
+
+  #refusal(): ServiceError | undefined {
+    return this.#unavailable === undefined
+      ? undefined
+      : { code: grpc.status.UNAVAILABLE, details: this.#unavailable };
+  }
+
+  #failure(error: unknown, method: FlightMethod): ServiceError {
+    if (error instanceof EndpointUnavailableError) {
+      return { code: grpc.status.UNAVAILABLE, details: error.message };
+    }
+    if (error instanceof WireError) {
+      this.#logger.warn(`malformed ${method} response from the server: ${error.message}`);
+      return {
+        code: grpc.status.INTERNAL,
+        details: `arrakis-proxy: malformed ${method} response from the server: ${error.message}`,
+      };
+    }
+    this.#logger.warn(`${method}: ${error instanceof Error ? error.message : error}`);
+    return { code: grpc.status.INTERNAL, details: `arrakis-proxy: ${error}` };
+  }
+
+  #unary(method: FlightMethod, transform?: Transform): grpc.handleUnaryCall<Buffer, Buffer> {
+    return (call, callback) => {
+      const refusal = this.#refusal();
+      if (refusal) return callback(refusal);
+      this.#logger.debug(`${method}`);
+      let response: Buffer | undefined;
+      const backend = this.#client.makeUnaryRequest<Buffer, Buffer>(
+        this.#path(method),
+        passBytes,
+        passBytes,
+        call.request,
+        forwardable(call.metadata),
+        this.#callOptions(call),
+        (_error, value) => response = value,
+      );
+      call.on("cancelled", () => backend.cancel());
+      backend.on("metadata", (headers) => call.sendMetadata(forwardable(headers)));
+      // The callback above runs just before 'status', so the response is known here.
+      backend.on("status", async (status) => {
+        if (status.code !== grpc.status.OK) return callback(status);
+        if (response === undefined) {
+          return callback({ code: grpc.status.INTERNAL, details: "server sent no response" });
+        }
+        try {
+          const out = transform ? await transform(response) : response;
+          callback(null, toBuffer(out), status.metadata);
+        } catch (error) {
+          callback(this.#failure(error, method));
+        }
+      });
+    };
+  }
+
+  #serverStream(
+    method: FlightMethod,
+    requestTransform?: (request: Uint8Array) => Uint8Array,
+    responseTransform?: (request: Uint8Array) => Transform | undefined,
+  ): grpc.handleServerStreamingCall<Buffer, Buffer> {
+    return (call) => {
+      const refusal = this.#refusal();
+      if (refusal) return call.emit("error", refusal);
+      this.#logger.debug(`${method}`);
+      let request: Uint8Array = call.request;
+      let transform: Transform | undefined;
+      try {
+        if (requestTransform) request = requestTransform(request);
+        transform = responseTransform?.(call.request);
+      } catch (error) {
+        return call.emit("error", this.#failure(error, method));
+      }
+      const backend = this.#client.makeServerStreamRequest<Buffer, Buffer>(
+        this.#path(method),
+        passBytes,
+        passBytes,
+        toBuffer(request),
+        forwardable(call.metadata),
+        this.#callOptions(call),
+      );
+      call.on("cancelled", () => backend.cancel());
+      this.#pipeResponses(method, backend, call, transform);
+    };
+  }
+
+  #bidi(method: FlightMethod): grpc.handleBidiStreamingCall<Buffer, Buffer> {
+    return (call) => {
+      const refusal = this.#refusal();
+      if (refusal) return call.emit("error", refusal);
+      this.#logger.debug(`${method}`);
+      const backend = this.#client.makeBidiStreamRequest<Buffer, Buffer>(
+        this.#path(method),
+        passBytes,
+        passBytes,
+        forwardable(call.metadata),
+        this.#callOptions(call),
+      );
+      call.on("cancelled", () => backend.cancel());
+      // Upstream with backpressure: stop reading the client while the backend is full.
+      call.on("data", (message: Buffer) => {
+        if (!backend.write(message)) {
+          call.pause();
+          backend.once("drain", () => call.resume());
+        }
+      });
+      call.on("end", () => backend.end());
+      call.on("error", () => backend.cancel());
+      this.#pipeResponses(method, backend, call, undefined);
+    };
+  }
+
+  /** Backend responses → client, in order, with backpressure, then the backend's status. */
+  #pipeResponses(
+    method: FlightMethod,
+    backend: grpc.ClientReadableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>,
+    call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
+    transform: Transform | undefined,
+  ): void {
+    let finished = false;
+    let pending: Promise<void> = Promise.resolve();
+    const fail = (error: ServiceError) => {
+      if (finished) return;
+      finished = true;
+      call.emit("error", error);
+    };
+    const write = (message: Uint8Array) => {
+      if (!call.write(toBuffer(message))) {
+        backend.pause();
+        call.once("drain", () => backend.resume());
+      }
+    };
+    backend.on("metadata", (headers) => call.sendMetadata(forwardable(headers)));
+    backend.on("data", (message: Buffer) => {
+      if (finished) return;
+      if (!transform) return write(message);
+      // Keep order: hold the stream while this message is rewritten.
+      backend.pause();
+      pending = pending.then(async () => {
+        try {
+          const out = await transform(message);
+          if (finished) return;
+          write(out);
+          if (backend.isPaused() && call.writableNeedDrain !== true) backend.resume();
+        } catch (error) {
+          fail(this.#failure(error, method));
+          backend.cancel();
+        }
+      });
+    });
+    // 'status' can come before buffered messages were emitted; finish after 'end'.
+    const drained = new Promise<void>((resolve) => {
+      backend.once("end", resolve);
+      backend.once("close", resolve);
+    });
+    backend.on("error", () => {/* reported through 'status' */});
+    backend.once("status", async (status) => {
+      await drained;
+      await pending;
+      if (status.code !== grpc.status.OK) return fail(status);
+      if (finished) return;
+      finished = true;
+      call.end(status.metadata);
+    });
+  }
+}
+
+const utf8 = new TextDecoder();
+
+/** The `type` of an encoded Action, or undefined when it has none. */
+function actionType(action: Uint8Array): string | undefined {
+  try {
+    for (const field of readFields(action)) {
+      if (field.number === 1 && field.wireType === WireType.LEN) {
+        return utf8.decode(action.subarray(field.valueStart, field.end));
+      }
+    }
+  } catch {
+    // Malformed actions pass through untouched; the server will say what is wrong.
+  }
+  return undefined;
+}
+
+// Action.body (field 2) holds the request message; Result.body (field 1) the endpoint.
+const ACTION_CANCEL: MessageShape = { 2: Shapes.CancelFlightInfoRequest };
+const ACTION_RENEW: MessageShape = { 2: Shapes.RenewFlightEndpointRequest };
+const RESULT_ENDPOINT: MessageShape = { 1: Shapes.FlightEndpoint };
