@@ -1,0 +1,68 @@
+/**
+ * Local TCP port probing for forwards: find a free port, or check that a
+ * chosen one is still free.
+ *
+ * @module
+ */
+
+import { UserError } from "../errors.ts";
+
+/**
+ * Returns a TCP port that was free on `hostname` a moment ago.
+ *
+ * The probe socket closes before returning, so another process may take the
+ * port in between; callers that bind later must be ready to retry.
+ *
+ * @example Usage
+ * ```ts
+ * import { getFreePort } from "./free_port.ts";
+ * const port = getFreePort();
+ * ```
+ *
+ * @param hostname Address to bind the probe to.
+ * @default {"127.0.0.1"}
+ * @returns A port number in 1..65535.
+ */
+export function getFreePort(hostname = "127.0.0.1"): number {
+  using listener = Deno.listen({ hostname, port: 0, transport: "tcp" });
+  return listener.addr.port;
+}
+
+/**
+ * Whether `hostname:port` can be bound right now.
+ *
+ * Only `AddrInUse` counts as "not free"; other failures (for example an
+ * address that is not local) are rethrown.
+ *
+ * @example Usage
+ * ```ts
+ * import { isAddressFree } from "./free_port.ts";
+ * if (!isAddressFree("127.0.0.1", 31206)) console.log("taken");
+ * ```
+ */
+export function isAddressFree(hostname: string, port: number): boolean {
+  try {
+    using _listener = Deno.listen({ hostname, port, transport: "tcp" });
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) return false;
+    throw error;
+  }
+}
+
+/**
+ * Throws a {@link UserError} ("address localhost:31206 is already in use")
+ * when `hostname:port` cannot be bound.
+ *
+ * @example Usage
+ * ```ts
+ * import { assertAddressFree } from "./free_port.ts";
+ * assertAddressFree("localhost", 31206);
+ * ```
+ */
+export function assertAddressFree(hostname: string, port: number): void {
+  if (!isAddressFree(hostname, port)) {
+    const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+    throw new UserError(`address ${shown}:${port} is already in use`);
+  }
+}
