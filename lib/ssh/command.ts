@@ -1,0 +1,82 @@
+/**
+ * Running the OpenSSH client: argument arrays only (never a shell string),
+ * a clear error when the binary is missing, and command lines shown for
+ * `--verbose`.
+ *
+ * @module
+ */
+
+import { UserError } from "../errors.ts";
+
+/** What a finished ssh command left behind. */
+export interface SshResult {
+  /** Exit status (255 is ssh's own failure; others come from the remote command). */
+  code: number;
+  /** Everything written to stdout. */
+  stdout: string;
+  /** Everything written to stderr. */
+  stderr: string;
+}
+
+/** How to start ssh. */
+export interface SshRunner {
+  /** ssh executable, looked up on PATH unless it contains a slash. */
+  binary: string;
+  /** Extra environment for ssh (for example `SSH_ASKPASS`). */
+  env?: Record<string, string>;
+  /** Receives each command line when set (`--verbose`). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Shows an argument array as one line, quoting words a shell would split.
+ * For display only: commands are always run from the array itself.
+ */
+export function formatCommandLine(argv: readonly string[]): string {
+  return argv.map((word) =>
+    /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`
+  )
+    .join(" ");
+}
+
+/**
+ * Starts ssh with `args`, turning a missing binary into a {@link UserError}.
+ *
+ * @throws {UserError} when the ssh binary cannot be found or executed.
+ */
+export function spawnSsh(
+  runner: SshRunner,
+  args: readonly string[],
+  options: Omit<Deno.CommandOptions, "args" | "env">,
+): Deno.ChildProcess {
+  runner.log?.(formatCommandLine([runner.binary, ...args]));
+  try {
+    return new Deno.Command(runner.binary, { ...options, args: [...args], env: runner.env })
+      .spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UserError(
+        `ssh not found (${runner.binary}): install OpenSSH or pass --ssh PATH`,
+        { cause: error },
+      );
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new UserError(`cannot run ${runner.binary}: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Runs ssh to completion with stdin closed and collects its output. */
+export async function runSsh(runner: SshRunner, args: readonly string[]): Promise<SshResult> {
+  const child = spawnSsh(runner, args, { stdin: "null", stdout: "piped", stderr: "piped" });
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** The last non-empty line of ssh's stderr, which is where it says why it failed. */
+export function lastLine(text: string): string {
+  const lines = text.split(/\r?\n|\r/).map((line) => line.trim()).filter((line) => line !== "");
+  return lines.at(-1) ?? "";
+}

@@ -1,0 +1,546 @@
+/**
+ * One OpenSSH master connection to the login host, with local port forwards
+ * and remote commands multiplexed over it.
+ *
+ * The master runs in the foreground until authentication is done (so
+ * password, OTP and passphrase prompts reach the user's terminal), then
+ * backgrounds itself (`-f`). One long-lived session channel (`cat` reading
+ * our pipe) is kept open through it, because:
+ *
+ * - sshd enables TCP_NODELAY only once a session channel has been opened;
+ *   without one every small gRPC reply stalls ~40 ms (Nagle + delayed ACK);
+ * - with a short `ControlPersist` the master exits soon after its last
+ *   session closes, so if this process dies (even by SIGKILL) the pipe
+ *   closes, `cat` ends, and the master does not outlive us.
+ *
+ * @example Usage
+ * ```ts
+ * import { SshConnection } from "./connection.ts";
+ * await using conn = await SshConnection.connect({ host: "ldas-grid" });
+ * const local = await conn.forward("info", 31206);
+ * console.log(`127.0.0.1:${local.port} → info:31206`);
+ * ```
+ *
+ * @module
+ */
+
+import { UserError } from "../errors.ts";
+import { lastLine, runSsh, spawnSsh, type SshResult, type SshRunner } from "./command.ts";
+import { getFreePort, isAddressFree } from "./free_port.ts";
+import {
+  assertSshDestination,
+  formatHostPort,
+  isIPv6Literal,
+  isValidHost,
+  isValidPort,
+} from "./validate.ts";
+
+/** Options for {@link SshConnection.connect}. */
+export interface ConnectOptions {
+  /** ssh destination: a host, `user@host` or an alias from ssh_config. */
+  host: string;
+  /** ssh_config file passed as `-F`. */
+  sshConfig?: string;
+  /** Extra ssh options, each passed as `-o OPTION`. */
+  sshOptions?: string[];
+  /** ssh executable. @default {"ssh"} */
+  sshBinary?: string;
+  /** Log each ssh command line. @default {false} */
+  verbose?: boolean;
+  /** Where verbose lines go. @default {console.error} */
+  log?: (line: string) => void;
+  /**
+   * Let ssh talk to the user's terminal (prompts, host-key questions, its
+   * messages on stderr). When false, ssh runs with `BatchMode=yes` unless
+   * `sshOptions` says otherwise. @default {true}
+   */
+  interactive?: boolean;
+  /**
+   * Seconds the master lingers after its last session closes; this bounds
+   * how long it can outlive a killed owner. @default {30}
+   */
+  controlPersistSeconds?: number;
+  /** `ServerAliveInterval` unless `sshOptions` sets one. @default {15} */
+  serverAliveIntervalSeconds?: number;
+  /** Extra environment for every ssh process (for example `SSH_ASKPASS`). */
+  env?: Record<string, string>;
+}
+
+/** A local end of a forward; always on loopback. */
+export interface LocalAddress {
+  /** Always `"127.0.0.1"`: forwards never listen beyond loopback. */
+  host: "127.0.0.1";
+  /** Local TCP port. */
+  port: number;
+}
+
+/** Lifecycle of a {@link SshConnection}. */
+export type ConnectionState = "open" | "closing" | "closed" | "lost";
+
+/** How a connection ended, as reported by {@link SshConnection.closed}. */
+export interface ConnectionEnd {
+  /** True when the master went away without {@link SshConnection.close}. */
+  lost: boolean;
+  /** One line saying why. */
+  reason: string;
+}
+
+/** Options for {@link SshConnection.exec}. */
+export interface ExecOptions {
+  /**
+   * Run through the remote user's login shell (`exec "$SHELL" -lc '…'`), so
+   * variables exported by their profile are visible. @default {false}
+   */
+  login?: boolean;
+}
+
+const DEFAULT_CONTROL_PERSIST_SECONDS = 30;
+const DEFAULT_SERVER_ALIVE_SECONDS = 15;
+const FORWARD_ATTEMPTS = 5;
+// sun_path is 104 bytes on macOS (108 on Linux) and ssh first binds
+// "<ControlPath>.<16 random chars>", so keep the path well below that.
+const MAX_CONTROL_PATH = 80;
+// Words that mean the same to every remote shell.
+const SAFE_REMOTE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** Ports handed out but not yet bound, shared so concurrent forwards never pick the same one. */
+const reservedPorts = new Set<number>();
+
+/** An OpenSSH master connection; see the module documentation. */
+export class SshConnection implements AsyncDisposable {
+  /** The ssh destination as given. */
+  readonly host: string;
+  /** Unix socket of the master (`-S`), inside a private temp directory. */
+  readonly controlPath: string;
+  /** Resolves once, when the connection is closed or lost. */
+  readonly closed: Promise<ConnectionEnd>;
+
+  #state: ConnectionState = "open";
+  #runner: SshRunner;
+  #options: ConnectOptions;
+  #dir: string;
+  #masterPid: number | undefined;
+  #keepalive: Deno.ChildProcess | undefined;
+  #keepaliveInput: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #keepaliveDone: Promise<unknown> = Promise.resolve();
+  #forwards = new Map<string, Promise<LocalAddress>>();
+  #opened = new Map<string, LocalAddress>();
+  #closing: Promise<void> | undefined;
+  #resolveClosed!: (end: ConnectionEnd) => void;
+
+  private constructor(options: ConnectOptions, dir: string) {
+    this.host = options.host;
+    this.#options = options;
+    this.#dir = dir;
+    this.controlPath = `${dir}/ctl`;
+    const log = options.log ?? ((line: string) => console.error(line));
+    this.#runner = {
+      binary: options.sshBinary ?? "ssh",
+      env: options.env,
+      log: options.verbose ? (line) => log(`$ ${line}`) : undefined,
+    };
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  /**
+   * Starts the master connection and its keepalive session.
+   *
+   * @throws {UserError} for an unsafe host, a missing ssh, or when ssh
+   * cannot connect (`ssh to HOST failed (exit 255): <ssh's last line>`).
+   */
+  static async connect(options: ConnectOptions): Promise<SshConnection> {
+    assertSshDestination(options.host);
+    const conn = new SshConnection(options, await makeControlDir());
+    try {
+      await conn.#startMaster();
+      conn.#startKeepalive();
+    } catch (error) {
+      await conn.close();
+      throw error;
+    }
+    return conn;
+  }
+
+  /** Where the connection is in its lifecycle. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Process id of the backgrounded ssh master, once known. */
+  get masterPid(): number | undefined {
+    return this.#masterPid;
+  }
+
+  /** Open forwards: remote `host:port` → local address. */
+  get forwards(): ReadonlyMap<string, LocalAddress> {
+    return new Map(this.#opened);
+  }
+
+  /**
+   * Runs a fixed remote command over the master and collects its output.
+   *
+   * The remote user's shell interprets the command, so only known-safe
+   * words are accepted (letters, digits and `_@%+=:,./-`); never pass data
+   * that came from the user or the remote side.
+   *
+   * @throws {TypeError} when a word is not known-safe (a programming error).
+   */
+  async exec(argv: readonly string[], options: ExecOptions = {}): Promise<SshResult> {
+    this.#assertOpen();
+    if (argv.length === 0) throw new TypeError("exec needs a command");
+    for (const word of argv) {
+      if (!SAFE_REMOTE_WORD.test(word)) {
+        throw new TypeError(`refusing remote command word ${JSON.stringify(word)}`);
+      }
+    }
+    // The single quotes are safe because every word matched SAFE_REMOTE_WORD.
+    const command = options.login ? [`exec "$SHELL" -lc '${argv.join(" ")}'`] : argv;
+    return await runSsh(this.#runner, [
+      ...this.#muxArgs(),
+      "-T",
+      "-n",
+      "--",
+      this.host,
+      ...command,
+    ]);
+  }
+
+  /**
+   * Forwards a free local loopback port to `remoteHost:remotePort` as seen
+   * from the login host. Asking again for the same target returns the same
+   * forward; concurrent calls are safe.
+   *
+   * @throws {UserError} for an invalid target or when ssh refuses the forward.
+   */
+  forward(remoteHost: string, remotePort: number): Promise<LocalAddress> {
+    this.#assertOpen();
+    const host = checkForwardTarget(remoteHost, remotePort);
+    const key = formatHostPort(host, remotePort);
+    let pending = this.#forwards.get(key);
+    if (pending === undefined) {
+      pending = this.#openForward(host, remotePort, key);
+      this.#forwards.set(key, pending);
+      pending.catch(() => this.#forwards.delete(key));
+    }
+    return pending;
+  }
+
+  /** Stops forwarding to `remoteHost:remotePort`; does nothing if there is no such forward. */
+  async cancelForward(remoteHost: string, remotePort: number): Promise<void> {
+    this.#assertOpen();
+    const host = checkForwardTarget(remoteHost, remotePort);
+    const key = formatHostPort(host, remotePort);
+    const pending = this.#forwards.get(key);
+    if (pending === undefined) return;
+    const local = await pending.catch(() => undefined);
+    if (local === undefined) return;
+    this.#forwards.delete(key);
+    this.#opened.delete(key);
+    const result = await runSsh(this.#runner, [
+      ...this.#muxArgs(),
+      "-O",
+      "cancel",
+      "-L",
+      forwardSpec(local.port, host, remotePort),
+      "--",
+      this.host,
+    ]);
+    if (result.code !== 0) {
+      throw new UserError(
+        `cancelling forward 127.0.0.1:${local.port} → ${key} failed: ${lastLine(result.stderr)}`,
+      );
+    }
+  }
+
+  /**
+   * Stops the master (`-O exit`), ends the keepalive session and removes the
+   * temp directory. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  /** Same as {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #close(): Promise<void> {
+    const wasLost = this.#state === "lost";
+    this.#state = "closing";
+    if (this.#masterPid !== undefined) {
+      await runSsh(this.#runner, [...this.#muxArgs(), "-O", "exit", "--", this.host])
+        .catch(() => undefined);
+    }
+    await this.#keepaliveInput?.close().catch(() => undefined);
+    if (!await settlesWithin(this.#keepaliveDone, 3000)) {
+      try {
+        this.#keepalive?.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await this.#keepaliveDone;
+    }
+    if (this.#masterPid !== undefined && !await processGone(this.#masterPid, 3000)) {
+      // -O exit did not work (master wedged): it is our process, stop it.
+      try {
+        Deno.kill(this.#masterPid, "SIGTERM");
+      } catch { /* already gone */ }
+    }
+    await Deno.remove(this.#dir, { recursive: true }).catch(() => undefined);
+    this.#opened.clear();
+    this.#forwards.clear();
+    this.#state = "closed";
+    if (!wasLost) {
+      this.#resolveClosed({ lost: false, reason: `ssh connection to ${this.host} closed` });
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#state !== "open") {
+      throw new UserError(`ssh connection to ${this.host} is ${this.#state}`);
+    }
+  }
+
+  /** Arguments for a client of our master that can never fall back to a fresh connection. */
+  #muxArgs(): string[] {
+    return [
+      // Our own config is irrelevant to a mux client; the user's might run commands.
+      "-F",
+      "none",
+      "-S",
+      this.controlPath,
+      "-o",
+      "ControlMaster=no",
+      "-o",
+      "BatchMode=yes",
+      // If the master is gone ssh would open a new connection; make that fail at once.
+      "-o",
+      "ProxyCommand=false",
+      "-o",
+      "LogLevel=ERROR",
+    ];
+  }
+
+  #masterArgs(): string[] {
+    const options = this.#options;
+    const persist = options.controlPersistSeconds ?? DEFAULT_CONTROL_PERSIST_SECONDS;
+    const alive = options.serverAliveIntervalSeconds ?? DEFAULT_SERVER_ALIVE_SECONDS;
+    // ssh keeps the first value it sees for an option, command line before
+    // config files: ours that must hold go first, the user's -o next, and
+    // defaults the user may override last.
+    return [
+      ...(options.sshConfig !== undefined ? ["-F", options.sshConfig] : []),
+      "-M",
+      "-S",
+      this.controlPath,
+      "-o",
+      `ControlPersist=${persist}`,
+      // Forwards from the user's ssh_config belong to their own sessions.
+      "-o",
+      "ClearAllForwardings=yes",
+      ...(options.sshOptions ?? []).flatMap((option) => ["-o", option]),
+      "-o",
+      `ServerAliveInterval=${alive}`,
+      "-o",
+      "ServerAliveCountMax=3",
+      ...(options.interactive === false ? ["-o", "BatchMode=yes"] : []),
+      "-f",
+      "-N",
+      "--",
+      this.host,
+    ];
+  }
+
+  async #startMaster(): Promise<void> {
+    const interactive = this.#options.interactive !== false;
+    const child = spawnSsh(this.#runner, this.#masterArgs(), {
+      stdin: interactive ? "inherit" : "null",
+      stdout: "null",
+      stderr: "piped",
+    });
+    const stderr = new StderrTee(child.stderr, interactive);
+    const status = await child.status;
+    // With -f the backgrounded master may keep the pipe open; don't wait for EOF.
+    await stderr.finish(300);
+    if (!status.success) {
+      const why = stderr.lastLine || (status.signal ? `killed by ${status.signal}` : "no message");
+      throw new UserError(`ssh to ${this.host} failed (exit ${status.code}): ${why}`);
+    }
+    const check = await runSsh(this.#runner, [...this.#muxArgs(), "-O", "check", "--", this.host]);
+    const pid = /pid=(\d+)/.exec(check.stderr)?.[1];
+    if (check.code !== 0 || pid === undefined) {
+      throw new UserError(
+        `ssh to ${this.host} failed: master connection did not stay up (${
+          lastLine(check.stderr) || `exit ${check.code}`
+        })`,
+      );
+    }
+    this.#masterPid = Number(pid);
+  }
+
+  #startKeepalive(): void {
+    const child = spawnSsh(this.#runner, [...this.#muxArgs(), "-T", "--", this.host, "cat"], {
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    });
+    this.#keepalive = child;
+    this.#keepaliveInput = child.stdin.getWriter();
+    this.#keepaliveDone = child.status.then((status) => {
+      if (this.#state !== "open") return;
+      this.#state = "lost";
+      this.#resolveClosed({
+        lost: true,
+        reason:
+          `ssh connection to ${this.host} was lost (keepalive session ended with exit ${status.code})`,
+      });
+    });
+  }
+
+  async #openForward(host: string, port: number, key: string): Promise<LocalAddress> {
+    for (let attempt = 1;; attempt++) {
+      const localPort = reserveFreePort();
+      try {
+        const result = await runSsh(this.#runner, [
+          ...this.#muxArgs(),
+          "-O",
+          "forward",
+          "-L",
+          forwardSpec(localPort, host, port),
+          "--",
+          this.host,
+        ]);
+        if (result.code === 0) {
+          const local: LocalAddress = { host: "127.0.0.1", port: localPort };
+          this.#opened.set(key, local);
+          return local;
+        }
+        // Someone took the port between our probe and ssh's bind: try another.
+        const taken = !isAddressFree("127.0.0.1", localPort);
+        if (!taken || attempt >= FORWARD_ATTEMPTS || this.#state !== "open") {
+          throw new UserError(
+            `forward 127.0.0.1:${localPort} → ${key} over ${this.host} failed: ${
+              lastLine(result.stderr) || `ssh exit ${result.code}`
+            }`,
+          );
+        }
+      } finally {
+        reservedPorts.delete(localPort);
+      }
+    }
+  }
+}
+
+/** Validates a forward target and returns the host without IPv6 brackets. */
+function checkForwardTarget(remoteHost: string, remotePort: number): string {
+  const bare = remoteHost.startsWith("[") && remoteHost.endsWith("]")
+    ? remoteHost.slice(1, -1)
+    : remoteHost;
+  if (remoteHost !== bare && !isIPv6Literal(bare)) {
+    throw new UserError(
+      `refusing to forward to ${JSON.stringify(remoteHost)}: not an IPv6 address`,
+    );
+  }
+  if (!isValidHost(bare)) {
+    throw new UserError(
+      `refusing to forward to ${JSON.stringify(remoteHost)}: not a host name or IP address`,
+    );
+  }
+  if (!isValidPort(remotePort)) {
+    throw new UserError(`refusing to forward to port ${remotePort}: not in 1..65535`);
+  }
+  return bare;
+}
+
+/** `-L` argument binding loopback only; IPv6 targets are bracketed. */
+function forwardSpec(localPort: number, host: string, port: number): string {
+  return `127.0.0.1:${localPort}:${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+function reserveFreePort(): number {
+  for (let i = 0; i < 100; i++) {
+    const port = getFreePort("127.0.0.1");
+    if (!reservedPorts.has(port)) {
+      reservedPorts.add(port);
+      return port;
+    }
+  }
+  throw new UserError("no free local port on 127.0.0.1");
+}
+
+/** A private directory with a path short enough for a Unix socket inside it. */
+async function makeControlDir(): Promise<string> {
+  let dir = await Deno.makeTempDir({ prefix: "arrakis-" });
+  if (`${dir}/ctl`.length > MAX_CONTROL_PATH) {
+    await Deno.remove(dir);
+    dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "arrakis-" });
+  }
+  await Deno.chmod(dir, 0o700);
+  return dir;
+}
+
+/** Copies ssh's stderr to ours (when interactive) and remembers its last lines. */
+class StderrTee {
+  #reader: ReadableStreamDefaultReader<string>;
+  #done: Promise<void>;
+  #text = "";
+
+  constructor(stream: ReadableStream<Uint8Array>, echo: boolean) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+    this.#done = this.#pump(echo);
+  }
+
+  get lastLine(): string {
+    return lastLine(this.#text);
+  }
+
+  async #pump(echo: boolean): Promise<void> {
+    const encoder = new TextEncoder();
+    try {
+      while (true) {
+        const { value, done } = await this.#reader.read();
+        if (done) return;
+        if (echo) await Deno.stderr.write(encoder.encode(value));
+        this.#text = (this.#text + value).slice(-4096);
+      }
+    } catch {
+      // Cancelled by finish(): the remaining output is not ours to wait for.
+    }
+  }
+
+  /** Waits up to `ms` for EOF, then stops reading. */
+  async finish(ms: number): Promise<void> {
+    if (!await settlesWithin(this.#done, ms)) {
+      await this.#reader.cancel().catch(() => undefined);
+      await this.#done;
+    }
+  }
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Polls until `pid` no longer exists (or is a zombie nobody reaps). Without
+ * /proc (not Linux) it trusts `-O exit` and answers true.
+ */
+async function processGone(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    try {
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      if (/^\d+ \(.*\) Z/s.test(stat)) return true;
+    } catch {
+      return true;
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
