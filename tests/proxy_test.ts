@@ -1,0 +1,420 @@
+/**
+ * FlightProxy in front of the mock Arrakis deployment on loopback. The data
+ * servers advertise host names that do not resolve (`data-a.cluster:40001`), so
+ * anything that reaches them went through a rewritten location.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
+import {
+  expectedTable,
+  type MockDeployment,
+  startMockDeployment,
+} from "./fixtures/mock_arrakis.ts";
+import {
+  arrakisCommand,
+  endpointLocations,
+  type FlightInfo,
+  FlightTestClient,
+} from "./fixtures/flight_client.ts";
+import { FlightProxy } from "../lib/flight/proxy.ts";
+import { LocationMap, REUSE_CONNECTION } from "../lib/flight/locations.ts";
+import { flightType } from "../lib/flight/proto.ts";
+import { concatBytes, encodeVarint } from "../lib/flight/wire.ts";
+import { tableToFlightData } from "../lib/flight/arrow_ipc.ts";
+import { tableFromArrays } from "apache-arrow";
+
+const ADVERTISED = { "data-a": "data-a.cluster:40001", "data-b": "data-b.cluster:40001" };
+
+interface Setup extends AsyncDisposable {
+  deployment: MockDeployment;
+  proxy: FlightProxy;
+  client: FlightTestClient;
+  /** What a location must become: advertised → local. */
+  local: (advertised: string) => string;
+}
+
+/**
+ * The mock deployment plus a proxy whose map stands in for SSH forwards: it maps
+ * each advertised name to the server's real loopback address.
+ */
+async function setup(
+  options: { resolver?: ConstructorParameters<typeof LocationMap>[1] } = {},
+): Promise<Setup> {
+  const deployment = await startMockDeployment({
+    data: [
+      { name: "data-a", advertise: ADVERTISED["data-a"] },
+      { name: "data-b", advertise: ADVERTISED["data-b"] },
+    ],
+  });
+  const map = new LocationMap(
+    deployment.data.map((server) => [server.advertise, server.address]),
+    options.resolver,
+  );
+  const proxy = await FlightProxy.start({
+    backend: deployment.infoUrl,
+    listen: "127.0.0.1:0",
+    locations: map,
+  });
+  const client = FlightTestClient.connect(proxy.url);
+  return {
+    deployment,
+    proxy,
+    client,
+    local: (advertised) => map.local(advertised) ?? `unmapped:${advertised}`,
+    async [Symbol.asyncDispose]() {
+      client.close();
+      await proxy.close();
+      await deployment.close();
+    },
+  };
+}
+
+const grpcUri = (netloc: string) => `grpc://${netloc}`;
+const ticketText = (info: FlightInfo, i: number) =>
+  new TextDecoder().decode(info.endpoint[i].ticket!.ticket);
+
+Deno.test("GetFlightInfo: every data-server location points at its local forward", async () => {
+  await using s = await setup();
+  const info = await s.client.getFlightInfo(arrakisCommand("Count", { pattern: ".*" }));
+  assertEquals(endpointLocations(info), [
+    [grpcUri(s.deployment.data[0].address)],
+    [grpcUri(s.deployment.data[1].address)],
+  ]);
+});
+
+Deno.test("DoGet on each rewritten location reaches that server and its Arrow data decodes", async () => {
+  await using s = await setup();
+  const info = await s.client.getFlightInfo(arrakisCommand("Find", { pattern: ".*" }));
+  for (const [i, endpoint] of info.endpoint.entries()) {
+    using data = FlightTestClient.connect(endpoint.location[0].uri);
+    const { table } = await data.doGet(endpoint.ticket!.ticket);
+    const name = s.deployment.data[i].name;
+    assertEquals(table.schema.metadata.get("server"), name);
+    const args = JSON.parse(ticketText(info, i)).args;
+    assertEquals(
+      table.toArray().map((r) => r.toJSON()),
+      expectedTable(args, name).toArray().map((r) => r.toJSON()),
+    );
+  }
+});
+
+Deno.test("Stream: replicas rewritten; reuse-connection and empty lists untouched and redeemable", async () => {
+  await using s = await setup();
+  const info = await s.client.getFlightInfo(
+    arrakisCommand("Stream", { channels: ["X1:A"], start: null, end: null }),
+  );
+  assertEquals(endpointLocations(info), [
+    [grpcUri(s.deployment.data[0].address), grpcUri(s.deployment.data[1].address)],
+    [REUSE_CONNECTION],
+    [],
+  ]);
+  // Reuse-connection and empty endpoints are redeemed on the proxy itself.
+  for (const i of [1, 2]) {
+    const { table } = await s.client.doGet(info.endpoint[i].ticket!.ticket);
+    assertEquals(table.schema.metadata.get("server"), "info");
+    assert(table.numRows > 0);
+  }
+  // The endpoint's other fields are unchanged.
+  assert(info.endpoint[0].expiration_time, "expiration_time kept");
+  assert(info.endpoint[0].app_metadata.length > 0, "app_metadata kept");
+});
+
+Deno.test("ListFlights and PollFlightInfo: every message rewritten", async () => {
+  await using s = await setup();
+  const flights = await s.client.listFlights();
+  assert(flights.length >= 2);
+  const all = flights.flatMap((f) => endpointLocations(f).flat());
+  assert(all.length > 0);
+  for (const uri of all) assert(!uri.includes(".cluster"), `not rewritten: ${uri}`);
+  const poll = await s.client.pollFlightInfo(arrakisCommand("Count", { pattern: ".*" }));
+  assertEquals(endpointLocations(poll.info!), [
+    [grpcUri(s.deployment.data[0].address)],
+    [grpcUri(s.deployment.data[1].address)],
+  ]);
+});
+
+// A FlightInfo as a newer server might send it: unknown fields at each level.
+const text = new TextEncoder();
+const len = (n: number, p: Uint8Array | string) => {
+  const bytes = typeof p === "string" ? text.encode(p) : p;
+  return concatBytes([encodeVarint(n * 8 + 2), encodeVarint(bytes.length), bytes]);
+};
+const varint = (n: number, v: number) => concatBytes([encodeVarint(n * 8), encodeVarint(v)]);
+const futureInfo = (uri: string) =>
+  concatBytes([
+    len(1, "schema"),
+    len(
+      3,
+      concatBytes([
+        len(1, len(1, "t")),
+        len(2, concatBytes([len(1, uri), varint(9, 1)])),
+        len(50, "ep"),
+      ]),
+    ),
+    varint(77, 42),
+    len(8, "info-level-future-field"),
+  ]);
+
+Deno.test("fields unknown to our .proto survive the proxy byte for byte", async () => {
+  await using s = await setup();
+  const sent = futureInfo(`grpc://${ADVERTISED["data-b"]}`);
+  const received = await s.client.getFlightInfoBytes(
+    arrakisCommand("Raw", { base64: btoa(String.fromCharCode(...sent)) }),
+  );
+  assertEquals(received, futureInfo(grpcUri(s.deployment.data[1].address)));
+});
+
+Deno.test("an unknown endpoint is forwarded on demand, once for concurrent requests", async () => {
+  let resolutions = 0;
+  let target = "";
+  await using s = await setup({
+    resolver: async (remote) => {
+      resolutions++;
+      await new Promise((r) => setTimeout(r, 50));
+      assertEquals(remote.netloc, "data-c.cluster:40001");
+      return target;
+    },
+  });
+  const late = await s.deployment.addDataServer({
+    name: "data-c",
+    advertise: "data-c.cluster:40001",
+  });
+  target = late.address;
+  const infos = await Promise.all(
+    Array.from({ length: 8 }, () => s.client.getFlightInfo(arrakisCommand("Count", {}))),
+  );
+  assertEquals(resolutions, 1);
+  for (const info of infos) assertEquals(endpointLocations(info)[2], [grpcUri(late.address)]);
+  using data = FlightTestClient.connect(grpcUri(late.address));
+  const { table } = await data.doGet(infos[0].endpoint[2].ticket!.ticket);
+  assertEquals(table.schema.metadata.get("server"), "data-c");
+});
+
+Deno.test("a failed resolution answers UNAVAILABLE naming the endpoint; the proxy keeps serving", async () => {
+  await using s = await setup({ resolver: () => Promise.reject(new Error("ssh said no")) });
+  await s.deployment.addDataServer({ name: "data-c", advertise: "data-c.cluster:40001" });
+  const error = await assertRejects(() => s.client.getFlightInfo(arrakisCommand("Count", {})));
+  assertEquals((error as grpc.ServiceError).code, grpc.status.UNAVAILABLE);
+  assertStringIncludes((error as grpc.ServiceError).details, "data-c.cluster:40001");
+  assertStringIncludes((error as grpc.ServiceError).details, "ssh said no");
+  const actions = await s.client.listActions();
+  assert(actions.length > 0);
+});
+
+Deno.test("request metadata, response headers and trailers pass unchanged", async () => {
+  await using s = await setup();
+  const result = await s.client.doAction("headers", "", {
+    metadata: { "x-user": "alice", "x-trace-bin": Uint8Array.of(1, 2, 3) },
+  });
+  const seen = JSON.parse(new TextDecoder().decode(result[0].body));
+  assertEquals(seen["x-user"], "alice");
+  assertEquals(result.headers.get("x-echo-x-user"), ["alice"]);
+  assertEquals(result.trailers.get("x-trailer"), ["yes"]);
+});
+
+Deno.test("an error keeps its status code, message and trailers", async () => {
+  await using s = await setup();
+  const error = await assertRejects(() => s.client.doAction("error")) as grpc.ServiceError;
+  assertEquals(error.code, grpc.status.PERMISSION_DENIED);
+  assertEquals(error.details, "denied by mock");
+  assertEquals(error.metadata.get("x-arrakis-detail"), ["mock-detail"]);
+  assertEquals(error.metadata.get("x-arrakis-trace-bin").length, 1);
+});
+
+Deno.test("the client's deadline reaches the server", async () => {
+  await using s = await setup();
+  const none = await s.client.doAction("deadline");
+  assertEquals(new TextDecoder().decode(none[0].body), "none");
+  const timed = await s.client.doAction("deadline", "", { timeout: 5000 });
+  const remaining = Number(new TextDecoder().decode(timed[0].body));
+  assert(remaining > 0 && remaining <= 5000, `remaining ${remaining}`);
+  const error = await assertRejects(() => s.client.doAction("slow", "3000", { timeout: 300 }));
+  assertEquals((error as grpc.ServiceError).code, grpc.status.DEADLINE_EXCEEDED);
+});
+
+Deno.test("a client cancel cancels the backend call", async () => {
+  await using s = await setup();
+  const call = s.client.client.makeServerStreamRequest(
+    "/arrow.flight.protocol.FlightService/DoAction",
+    (b: Uint8Array) => Buffer.from(b),
+    (b: Buffer) => b,
+    flightType("Action").encode({ type: "slow", body: text.encode("5000") }).finish(),
+  );
+  call.on("error", () => {});
+  await new Promise((r) => setTimeout(r, 300));
+  call.cancel();
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    if (s.deployment.info.calls.some((c) => c.method === "DoAction" && c.cancelled)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("the backend never saw the cancel");
+});
+
+Deno.test("64 MiB+ messages pass both ways", async () => {
+  await using s = await setup();
+  // One batch of 4.5M rows: time (8 B) + one Float64 channel (8 B) = 72 MB.
+  const ticket = text.encode(JSON.stringify({
+    request: "Stream",
+    args: { channels: ["X1:BIG"], rows_per_batch: 4_500_000, batches: 1 },
+  }));
+  const { table, messages } = await s.client.doGet(ticket);
+  assertEquals(table.numRows, 4_500_000);
+  assert(messages.some((m) => m.data_body.length > 64 * 1024 * 1024), "one message over 64 MiB");
+
+  const big = tableFromArrays({ x: new Float64Array(9_000_000).map((_, i) => i) });
+  const results = await s.client.doPut(tableToFlightData(big));
+  assert(results.length > 0);
+  assertEquals(s.deployment.info.lastPut?.numRows, 9_000_000);
+  assertEquals(s.deployment.info.lastPut?.getChild("x")?.get(8_999_999), 8_999_999);
+});
+
+Deno.test("DoPut, DoExchange, Handshake, ListActions and GetSchema pass through", async () => {
+  await using s = await setup();
+  const table = tableFromArrays({ a: Int32Array.from([1, 2, 3]) });
+  const put = await s.client.doPut(tableToFlightData(table));
+  assert(put.length >= 1);
+  assertEquals(
+    s.deployment.info.lastPut?.toArray().map((r) => r.toJSON()),
+    table.toArray().map((r) => r.toJSON()),
+  );
+  const messages = tableToFlightData(table);
+  const echoed = await s.client.doExchange(messages);
+  assertEquals(
+    echoed.map((m) => new Uint8Array(m.data_body)),
+    messages.map((m) => new Uint8Array(m.data_body)),
+  );
+  const hs = await s.client.handshake([text.encode("hello"), text.encode("again")]);
+  assertEquals(hs.map((r) => new TextDecoder().decode(r.payload)), ["hello", "again"]);
+  const actions = await s.client.listActions();
+  assert(actions.some((a) => a.type === "CancelFlightInfo"));
+  const schema = await s.client.getSchema(arrakisCommand("Describe", { channels: ["X1:A"] }));
+  assert(schema.schema.length > 0);
+});
+
+Deno.test("CancelFlightInfo and RenewFlightEndpoint: locations go back remote, come back local", async () => {
+  await using s = await setup();
+  const info = await s.client.getFlightInfo(arrakisCommand("Count", {}));
+  const cancelBody = flightType("CancelFlightInfoRequest").encode({ info: toProto(info) }).finish();
+  await s.client.doAction("CancelFlightInfo", cancelBody);
+  const renewBody = flightType("RenewFlightEndpointRequest").encode({
+    endpoint: toProto(info).endpoint[1],
+  }).finish();
+  const renewed = await s.client.doAction("RenewFlightEndpoint", renewBody);
+  assertEquals(s.deployment.info.seenLocations, [
+    grpcUri(ADVERTISED["data-a"]),
+    grpcUri(ADVERTISED["data-b"]),
+    grpcUri(ADVERTISED["data-b"]),
+  ]);
+  const endpoint = flightType("FlightEndpoint").decode(renewed[0].body) as unknown as {
+    location: { uri: string }[];
+  };
+  assertEquals(endpoint.location.map((l) => l.uri), [grpcUri(s.deployment.data[1].address)]);
+});
+
+// protobufjs wants camel-case-free plain objects; the decoded FlightInfo already is one.
+function toProto(info: FlightInfo) {
+  return info as unknown as { endpoint: unknown[] };
+}
+
+Deno.test("backend unreachable: UNAVAILABLE within seconds, and the proxy keeps serving", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = closed.addr.port;
+  closed.close();
+  await using proxy = await FlightProxy.start({
+    backend: `grpc://127.0.0.1:${port}`,
+    listen: "127.0.0.1:0",
+  });
+  using client = FlightTestClient.connect(proxy.url);
+  for (let i = 0; i < 2; i++) {
+    const started = Date.now();
+    const error = await assertRejects(() => client.getFlightInfo(arrakisCommand("Count", {})));
+    assertEquals((error as grpc.ServiceError).code, grpc.status.UNAVAILABLE);
+    assert(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  }
+});
+
+Deno.test("setUnavailable answers every call at once with the reason", async () => {
+  await using s = await setup();
+  s.proxy.setUnavailable("SSH connection to login lost, reconnecting");
+  const error = await assertRejects(() => s.client.getFlightInfo(arrakisCommand("Count", {})));
+  assertEquals((error as grpc.ServiceError).code, grpc.status.UNAVAILABLE);
+  assertMatch((error as grpc.ServiceError).details, /SSH connection to login lost/);
+  s.proxy.setUnavailable(undefined);
+  await s.client.getFlightInfo(arrakisCommand("Count", {}));
+});
+
+Deno.test("backpressure: a client that stops reading stops the backend too", async () => {
+  // A raw backend that streams 1 MiB messages as fast as its client accepts them.
+  const total = 256;
+  let written = 0;
+  const server = new grpc.Server({ "grpc.max_send_message_length": -1 });
+  const pass = (b: Buffer) => b;
+  server.addService({
+    DoGet: {
+      path: "/arrow.flight.protocol.FlightService/DoGet",
+      requestStream: false,
+      responseStream: true,
+      requestSerialize: pass,
+      requestDeserialize: pass,
+      responseSerialize: pass,
+      responseDeserialize: pass,
+    },
+  }, {
+    DoGet: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      const chunk = Buffer.alloc(1 << 20, 7);
+      let cancelled = false;
+      call.on("cancelled", () => cancelled = true);
+      for (let i = 0; i < total && !cancelled; i++) {
+        written++;
+        if (!call.write(chunk)) {
+          await new Promise((r) => {
+            call.once("drain", r);
+            call.once("cancelled", r);
+          });
+        }
+      }
+      call.end();
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (e, p) => e ? reject(e) : resolve(p),
+    )
+  );
+  try {
+    await using proxy = await FlightProxy.start({
+      backend: `grpc://127.0.0.1:${port}`,
+      listen: "127.0.0.1:0",
+    });
+    const client = new grpc.Client(proxy.address, grpc.credentials.createInsecure());
+    const call = client.makeServerStreamRequest(
+      "/arrow.flight.protocol.FlightService/DoGet",
+      pass,
+      pass,
+      Buffer.alloc(0),
+    );
+    call.on("error", () => {});
+    await new Promise((r) => call.once("data", r));
+    call.pause();
+    await new Promise((r) => setTimeout(r, 1500));
+    const whilePaused = written;
+    call.cancel();
+    client.close();
+    assert(
+      whilePaused < total / 2,
+      `backend wrote ${whilePaused} of ${total} MiB while the client read 1`,
+    );
+  } finally {
+    server.forceShutdown();
+  }
+});
