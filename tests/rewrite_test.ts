@@ -168,3 +168,15 @@ Deno.test("malformed bytes raise WireError instead of passing garbage on", () =>
   assertThrows(() => collectLocations(Uint8Array.of(0x1a), Shapes.FlightInfo), WireError);
   assertThrows(() => collectLocations(Uint8Array.of(0x1f, 0x00), Shapes.FlightInfo), WireError);
 });
+
+Deno.test("without a resolver, unknown endpoints pass unchanged (a static map, like netloc_map)", async () => {
+  const map = new LocationMap([["data-a:40001", "127.0.0.1:41001"]]);
+  const bytes = flightType("FlightInfo").encode({
+    endpoint: [{ location: [{ uri: "grpc://data-a:40001" }, { uri: "grpc://elsewhere:1" }] }],
+  }).finish();
+  const out = await new LocationRewriter(map).toLocal(bytes, Shapes.FlightInfo);
+  assertEquals(collectLocations(out, Shapes.FlightInfo), [
+    "grpc://127.0.0.1:41001",
+    "grpc://elsewhere:1",
+  ]);
+});

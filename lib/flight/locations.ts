@@ -148,6 +148,11 @@ export class LocationMap {
     return this.#toLocal.size;
   }
 
+  /** Whether unknown endpoints can be resolved; without a resolver they pass unchanged. */
+  get canResolve(): boolean {
+    return this.#resolver !== undefined;
+  }
+
   /**
    * The local forward for `remote`, asking the resolver when it is new. Concurrent
    * calls for the same endpoint share one resolution; a failure is not remembered,

@@ -121,7 +121,8 @@ export class LocationRewriter {
 
   /**
    * Rewrites remote locations to their local forwards, first opening forwards for
-   * endpoints not seen before. Throws {@link EndpointUnavailableError} when one
+   * endpoints not seen before (when the map has a resolver; without one, unknown
+   * endpoints pass unchanged). Throws {@link EndpointUnavailableError} when one
    * cannot be opened.
    */
   async toLocal(bytes: Uint8Array, shape: MessageShape): Promise<Uint8Array> {
@@ -130,7 +131,9 @@ export class LocationRewriter {
       const kind = this.#classify(uri);
       if (kind?.kind !== "endpoint") continue;
       const { location } = kind;
-      if (this.#map.local(location.netloc) === undefined) wanted.set(location.netloc, location);
+      if (this.#map.canResolve && this.#map.local(location.netloc) === undefined) {
+        wanted.set(location.netloc, location);
+      }
     }
     await Promise.all(
       [...wanted.values()].map((remote) =>
