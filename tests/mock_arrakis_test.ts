@@ -291,18 +291,29 @@ Deno.test("actions: CancelFlightInfo and RenewFlightEndpoint record locations", 
   assert.ok(renewed.expiration_time.seconds > Number(endpoint.expiration_time!.seconds));
 });
 
-Deno.test("slow action: cancellation is recorded", async () => {
+Deno.test("cancellation is recorded for slow actions and big downloads only", async () => {
   await using deployment = await startMockDeployment();
   using client = FlightTestClient.connect(deployment.infoUrl);
+  const calls = deployment.info.calls;
+  const settled = async (n: number) => {
+    for (let i = 0; i < 100 && calls.length >= n && calls[n - 1].cancelled === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
   assert.equal(text((await client.doAction("slow", "10"))[0].body), "done");
+  await client.doGet(new TextEncoder().encode('{"request": "Stream", "args": {}}'));
   await rejectsWith(
     client.doAction("slow", "5000", { timeout: 100 }),
     grpc.status.DEADLINE_EXCEEDED,
   );
-  for (let i = 0; i < 50 && !deployment.info.calls.at(-1)?.cancelled; i++) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.equal(deployment.info.calls.at(-1)?.cancelled, true);
+  await settled(3);
+  const huge = { request: "Stream", args: { rows_per_batch: 100_000, batches: 10_000 } };
+  await rejectsWith(
+    client.doGet(new TextEncoder().encode(JSON.stringify(huge)), { timeout: 200 }),
+    grpc.status.DEADLINE_EXCEEDED,
+  );
+  await settled(4);
+  assert.deepEqual(calls.map((c) => c.cancelled), [undefined, undefined, true, true]);
 });
 
 Deno.test("calls record method, metadata and request", async () => {
