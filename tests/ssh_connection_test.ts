@@ -256,7 +256,7 @@ Deno.test("closed reports a lost connection when sshd goes away", async () => {
   assertEquals(findProcesses(conn.controlPath), []);
 });
 
-Deno.test("password prompts go through ssh's askpass/terminal path", async () => {
+Deno.test("password authentication through SSH_ASKPASS; a wrong password is one clear line", async () => {
   await using ns = await createNetns();
   await using sshd = await startSshd({ netns: ns, passwordUser: { password: "s3cret-pw" } });
   const askpass = `${sshd.dir}/askpass`;
@@ -312,5 +312,39 @@ Deno.test("the master does not outlive an owner killed with SIGKILL", async () =
     await lines.cancel();
     killAll(findProcesses(controlPath), "SIGKILL");
     await Deno.remove(dirname(controlPath), { recursive: true }).catch(() => undefined);
+  }
+});
+
+Deno.test("a password prompt reaches the user's terminal (tmux)", async () => {
+  await using ns = await createNetns();
+  await using sshd = await startSshd({ netns: ns, passwordUser: { password: "tty-pw-42" } });
+  const socket = `${sshd.dir}/tmux.sock`;
+  const tmux = (...args: string[]) =>
+    new Deno.Command("tmux", { args: ["-S", socket, ...args], stdout: "piped", stderr: "piped" })
+      .output();
+  const pane = async () =>
+    new TextDecoder().decode((await tmux("capture-pane", "-p", "-J")).stdout);
+  const options = JSON.stringify({
+    host: sshd.hostAlias,
+    sshConfig: sshd.sshConfigPath,
+    interactive: true,
+    controlPersistSeconds: 2,
+  });
+  const owner = [Deno.execPath(), "run", "-A", `${FIXTURES}/ssh_owner.ts`, options];
+  const started = await tmux("new-session", "-d", "-x", "300", "-y", "40", "--", ...owner);
+  assert(started.success, new TextDecoder().decode(started.stderr));
+  let controlPath = "";
+  try {
+    await waitFor(async () => /password:/.test(await pane()), 30_000, "ssh's password prompt");
+    await tmux("send-keys", "tty-pw-42", "Enter");
+    await waitFor(async () => /"controlPath"/.test(await pane()), 30_000, "the owner to connect");
+    controlPath = JSON.parse(/\{.*"controlPath".*\}/.exec(await pane())![0]).controlPath;
+    assert(findProcesses(controlPath).length >= 2);
+  } finally {
+    await tmux("kill-server");
+    if (controlPath !== "") {
+      await waitFor(() => findProcesses(controlPath).length === 0, 60_000, "the master to exit");
+      await Deno.remove(dirname(controlPath), { recursive: true }).catch(() => undefined);
+    }
   }
 });
