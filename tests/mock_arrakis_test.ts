@@ -184,6 +184,16 @@ Deno.test("a late data server appears in Count and Stream answers", async () => 
   await deployment.stopDataServer("data-late");
   await rejectsWith(client.doGet(count.endpoint.at(-1)!.ticket!.ticket), grpc.status.UNAVAILABLE);
   assert.equal((await info.getFlightInfo(arrakisCommand("Count", {}))).endpoint.length, 2);
+
+  // Restarted on the same port it is reachable again, by a fresh client: the old
+  // channel sits in grpc-js's reconnect backoff after the refused connection.
+  const port = Number(late.address.split(":").at(-1));
+  const again = await deployment.addDataServer({ name: "data-late", port, advertise: "late:1234" });
+  assert.equal(again.address, late.address);
+  assert.equal(deployment.data.length, 2);
+  using fresh = FlightTestClient.connect(late.url);
+  await fresh.doGet(count.endpoint.at(-1)!.ticket!.ticket);
+  assert.equal(again.calls.length, 1);
   await deployment.stopDataServer("data-a", { forget: true });
   assert.equal((await info.getFlightInfo(arrakisCommand("Count", {}))).endpoint.length, 1);
 });
