@@ -1,0 +1,231 @@
+/**
+ * The `arrakis-proxy` command line: parse arguments, run a proxy, print the
+ * export line, optionally run a command with it, and tear down on exit.
+ *
+ * Arguments are parsed with `node:util`'s parseArgs (the JSR registry that serves
+ * `@std/cli` cannot be reached from the machines we build on).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import denoJson from "../deno.json" with { type: "json" };
+import { sshProxy } from "./ssh_proxy.ts";
+import { stderrLogger, type Verbosity } from "./log.ts";
+import { UsageError, UserError } from "./errors.ts";
+
+/** The program's version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+const OPTIONS = {
+  server: { type: "string", short: "s" },
+  listen: { type: "string", short: "l" },
+  "ssh-config": { type: "string", short: "F" },
+  "ssh-option": { type: "string", short: "o", multiple: true },
+  "allow-remote-clients": { type: "boolean" },
+  verbose: { type: "boolean", short: "v" },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+/** Help text; lists every option. */
+export const HELP = `Usage: arrakis-proxy [options] SSH_HOST [-- COMMAND [ARGS...]]
+
+Reach an Arrakis (Arrow Flight) server behind an SSH login host. Opens one
+OpenSSH connection, forwards the remote server and every data server it hands
+out, and serves a local Flight proxy that points clients at those forwards.
+When ready, prints \`export ARRAKIS_SERVER=grpc://HOST:PORT\` on stdout; with a
+COMMAND, runs it with ARRAKIS_SERVER set and exits with its status.
+
+Options:
+  -s, --server URL          remote Arrakis server (default: remote $ARRAKIS_SERVER)
+  -l, --listen HOST:PORT    local proxy address (default localhost:31206)
+  -F, --ssh-config FILE     passed to ssh as -F
+  -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
+      --allow-remote-clients
+                            allow a non-loopback --listen address (no authentication!)
+  -v, --verbose             show ssh command lines and each forwarded call
+  -q, --quiet               print only the export line and errors
+  -h, --help                show this help
+  -V, --version             show the version
+
+Examples:
+  arrakis-proxy login.example.org            # then paste the export line in another shell
+  arrakis-proxy login.example.org -- python analysis.py
+  arrakis-proxy -s grpc://arrakis.cluster:31206 login.example.org
+`;
+
+/** Parsed command line. */
+export interface CliArgs {
+  sshHost: string;
+  command: string[];
+  server?: string;
+  listen?: string;
+  sshConfig?: string;
+  sshOptions: string[];
+  allowRemoteClients: boolean;
+  verbosity: Verbosity;
+}
+
+/** Parses the command line; `help`/`version` requests come back as such. */
+export function parseCli(args: string[]): CliArgs | "help" | "version" {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, tokens: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.split("\n")[0]}; see --help`);
+  }
+  const { values, tokens } = parsed;
+  if (values.help) return "help";
+  if (values.version) return "version";
+  const terminator = tokens.find((t) => t.kind === "option-terminator")?.index ?? args.length;
+  const positionals = tokens.filter((t) => t.kind === "positional" && t.index < terminator)
+    .map((t) => (t as { value: string }).value);
+  const command = args.slice(terminator + 1);
+  if (positionals.length === 0) throw new UsageError("missing SSH_HOST; see --help");
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `unexpected argument ${JSON.stringify(positionals[1])}; put a command after --`,
+    );
+  }
+  if (terminator < args.length && command.length === 0) {
+    throw new UsageError("missing COMMAND after --");
+  }
+  if (values.verbose && values.quiet) throw new UsageError("--verbose and --quiet conflict");
+  return {
+    sshHost: positionals[0],
+    command,
+    server: values.server,
+    listen: values.listen,
+    sshConfig: values["ssh-config"],
+    sshOptions: values["ssh-option"] ?? [],
+    allowRemoteClients: values["allow-remote-clients"] ?? false,
+    verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
+  };
+}
+
+const TERMINATING_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** Resolves when one of `signals` arrives; the listeners go away on dispose. */
+function signalWaiter(signals: Deno.Signal[]) {
+  const controller = new AbortController();
+  let resolveSignal!: (signal: Deno.Signal) => void;
+  const received = new Promise<Deno.Signal>((resolve) => resolveSignal = resolve);
+  const listeners = signals.map((signal) => {
+    const listener = () => {
+      controller.abort(new UserError(`interrupted by ${signal}`, { exitCode: 130 }));
+      resolveSignal(signal);
+    };
+    Deno.addSignalListener(signal, listener);
+    return [signal, listener] as const;
+  });
+  return {
+    received,
+    signal: controller.signal,
+    [Symbol.dispose]() {
+      for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+    },
+  };
+}
+
+/** Runs the command line; resolves to the process exit status. */
+export async function main(args: string[]): Promise<number> {
+  let cli;
+  try {
+    cli = parseCli(args);
+  } catch (error) {
+    return reportError(error);
+  }
+  if (cli === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  if (cli === "version") {
+    console.log(`arrakis-proxy ${VERSION}`);
+    return 0;
+  }
+  const logger = stderrLogger(cli.verbosity);
+  using signals = signalWaiter(TERMINATING_SIGNALS);
+  try {
+    await using proxy = await sshProxy(cli.sshHost, {
+      server: cli.server,
+      listen: cli.listen,
+      allowRemoteClients: cli.allowRemoteClients,
+      sshConfig: cli.sshConfig,
+      sshOptions: cli.sshOptions,
+      verbose: cli.verbosity === "verbose",
+      logger,
+      signal: signals.signal,
+    });
+    signals.signal.throwIfAborted();
+    if (cli.command.length === 0) {
+      console.log(`export ARRAKIS_SERVER=${proxy.url}`);
+      logger.info("ready; press Ctrl-C to stop");
+      const ended = await Promise.race([
+        signals.received.then((signal) => ({ signal })),
+        proxy.connection.closed.then((end) => ({ end })),
+      ]);
+      if ("end" in ended) throw new UserError(`ssh connection lost: ${ended.end.reason}`);
+      logger.info(`${ended.signal}: shutting down`);
+      return 0;
+    }
+    logger.info(`ARRAKIS_SERVER=${proxy.url}; running ${cli.command[0]}`);
+    return await runCommand(cli.command, proxy.url);
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+/** Runs the user's command with ARRAKIS_SERVER set; its exit status becomes ours. */
+async function runCommand(command: string[], url: string): Promise<number> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command[0], {
+      args: command.slice(1),
+      env: { ARRAKIS_SERVER: url },
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UserError(`command not found: ${command[0]}`, { exitCode: 127 });
+    }
+    throw new UserError(`cannot run ${command[0]}: ${(error as Error).message}`, {
+      exitCode: 126,
+    });
+  }
+  // The terminal's Ctrl-C reaches the child too; a SIGTERM sent to us alone is passed on.
+  const forward = () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+  };
+  Deno.addSignalListener("SIGTERM", forward);
+  try {
+    const status = await child.status;
+    return status.signal ? 128 + signalNumber(status.signal) : status.code;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", forward);
+  }
+}
+
+function signalNumber(signal: Deno.Signal): number {
+  const numbers: Partial<Record<Deno.Signal, number>> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGKILL: 9,
+    SIGTERM: 15,
+  };
+  return numbers[signal] ?? 1;
+}
+
+function reportError(error: unknown): number {
+  if (error instanceof UserError) {
+    console.error(`arrakis-proxy: ${error.message}`);
+    return error.exitCode;
+  }
+  console.error("arrakis-proxy: internal error (please report it):", error);
+  return 70;
+}

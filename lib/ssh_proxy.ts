@@ -1,0 +1,188 @@
+/**
+ * One proxy run: SSH master connection → remote server → forwards for the info
+ * server and every data server it knows → the rewriting Flight proxy. Data flows
+ * one way: the SSH layer fills the location map, the proxy reads it and asks for
+ * new forwards only through the resolver it was given.
+ *
+ * @module
+ */
+import { SshConnection } from "./ssh/connection.ts";
+import { resolveRemoteServer } from "./ssh/remote_server.ts";
+import { FlightProxy } from "./flight/proxy.ts";
+import { formatNetloc, LocationMap, type LocationResolver } from "./flight/locations.ts";
+import { discoverEndpoints } from "./flight/discovery.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { UsageError, UserError } from "./errors.ts";
+
+/** Options of {@link sshProxy}. */
+export interface SshProxyOptions {
+  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
+  server?: string;
+  /**
+   * Local proxy address, `HOST:PORT`.
+   * @default {"localhost:31206"}
+   */
+  listen?: string;
+  /** Allow a `listen` address other than loopback (anyone who reaches it reaches the cluster). */
+  allowRemoteClients?: boolean;
+  /** ssh_config file, passed to ssh as `-F`. */
+  sshConfig?: string;
+  /** ssh options, each passed as `-o`. */
+  sshOptions?: string[];
+  /** ssh executable. @default {"ssh"} */
+  sshBinary?: string;
+  /** Let ssh prompt on the terminal. @default {true} */
+  interactive?: boolean;
+  /** Progress and warnings. */
+  logger?: Logger;
+  /** Log ssh command lines and RPCs. */
+  verbose?: boolean;
+  /** Aborting stops the set-up and releases what it opened. */
+  signal?: AbortSignal;
+}
+
+/** A running proxy over SSH; dispose of it to tear everything down. */
+export interface SshProxy extends AsyncDisposable {
+  /** What clients put in `ARRAKIS_SERVER`, e.g. `grpc://localhost:31206`. */
+  readonly url: string;
+  /** The remote Arrakis server being proxied. */
+  readonly server: string;
+  /** The Flight proxy. */
+  readonly proxy: FlightProxy;
+  /** The SSH master connection. */
+  readonly connection: SshConnection;
+  /** Stops the proxy, the forwards and the SSH connection. */
+  close(): Promise<void>;
+}
+
+/** A `HOST:PORT` listen address taken apart. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|::1)$/i;
+
+/** Parses `HOST:PORT` (IPv6 in brackets); throws {@link UsageError} when malformed. */
+export function parseListenAddress(text: string): ListenAddress {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new UsageError(`invalid listen address ${JSON.stringify(text)}: expected HOST:PORT`);
+  }
+  return { host: match[1] ?? match[2], port };
+}
+
+/** Whether a listen host only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK.test(host);
+}
+
+/** Checks that the listen address can be bound, before anyone types a password. */
+function assertListenable({ host, port }: ListenAddress): void {
+  if (port === 0) return;
+  try {
+    Deno.listen({ hostname: host, port }).close();
+  } catch (error) {
+    const where = formatNetloc(host, port);
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new UserError(`cannot listen on ${where}: address already in use`);
+    }
+    throw new UserError(`cannot listen on ${where}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Connects to `sshHost`, forwards the remote Arrakis server and every data server
+ * it knows, and serves a local Flight proxy that points clients at those forwards.
+ * The TypeScript counterpart of the Python `arrakis.proxy.ssh_proxy`.
+ *
+ * @example
+ * ```ts
+ * await using proxy = await sshProxy("login.example.org");
+ * Deno.env.set("ARRAKIS_SERVER", proxy.url);
+ * ```
+ */
+export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): Promise<SshProxy> {
+  const logger = options.logger ?? silentLogger;
+  const listen = parseListenAddress(options.listen ?? "localhost:31206");
+  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
+    throw new UsageError(
+      `refusing to listen on ${listen.host}: the proxy has no authentication, so anyone who ` +
+        `can reach it can read the cluster's data; pass --allow-remote-clients to do it anyway`,
+    );
+  }
+  if (!isLoopbackHost(listen.host)) {
+    logger.warn(`listening on ${listen.host}: anyone who can reach it can read the cluster's data`);
+  }
+  assertListenable(listen);
+  options.signal?.throwIfAborted();
+
+  await using stack = new AsyncDisposableStack();
+  logger.info(`connecting to ${sshHost}`);
+  const connection = stack.use(
+    await SshConnection.connect({
+      host: sshHost,
+      sshConfig: options.sshConfig,
+      sshOptions: options.sshOptions,
+      sshBinary: options.sshBinary,
+      interactive: options.interactive ?? true,
+      verbose: options.verbose,
+      log: (line) => logger.debug(line),
+    }),
+  );
+  options.signal?.throwIfAborted();
+
+  const server = await resolveRemoteServer(connection, options.server);
+  logger.info(`remote server ${server.url}`);
+  options.signal?.throwIfAborted();
+
+  const locations = new LocationMap();
+  const open: LocationResolver = async (remote) => {
+    const local = await connection.forward(remote.host, remote.port);
+    const netloc = formatNetloc(local.host, local.port);
+    logger.info(`forwarding ${netloc} → ${remote.netloc}`);
+    return netloc;
+  };
+  locations.setResolver(open);
+  const infoNetloc = formatNetloc(server.host, server.port);
+  const infoLocal = await locations.resolve({ ...server, netloc: infoNetloc });
+  options.signal?.throwIfAborted();
+
+  try {
+    const endpoints = await discoverEndpoints(`grpc://${infoLocal}`);
+    await Promise.all(endpoints.map((endpoint) => locations.resolve(endpoint)));
+    logger.info(`${endpoints.length} data endpoint(s) forwarded`);
+  } catch (error) {
+    // The resolver opens forwards on demand, so the proxy is still useful.
+    logger.warn(
+      `could not list the server's endpoints (${(error as Error).message}); ` +
+        `they will be forwarded when first seen`,
+    );
+  }
+  options.signal?.throwIfAborted();
+
+  const proxy = stack.use(
+    await FlightProxy.start({
+      backend: `grpc://${infoLocal}`,
+      listen: formatNetloc(listen.host, listen.port),
+      locations,
+      logger,
+    }),
+  );
+  const url = `grpc://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${
+    proxy.address.slice(proxy.address.lastIndexOf(":") + 1)
+  }`;
+
+  const owned = stack.move();
+  let closing: Promise<void> | undefined;
+  const close = () => closing ??= owned.disposeAsync();
+  return {
+    url,
+    server: server.url,
+    proxy,
+    connection,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

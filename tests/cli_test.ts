@@ -1,0 +1,85 @@
+import { assertEquals, assertStringIncludes, assertThrows } from "./assert.ts";
+import { HELP, parseCli } from "../lib/cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import { isLoopbackHost, parseListenAddress } from "../lib/ssh_proxy.ts";
+
+Deno.test("options, host and command split at --", () => {
+  const cli = parseCli([
+    "-s",
+    "grpc://info:31206",
+    "-l",
+    "localhost:4000",
+    "-F",
+    "cfg",
+    "-o",
+    "Port=2222",
+    "--ssh-option",
+    "User=me",
+    "login",
+    "-v",
+    "--",
+    "python",
+    "-c",
+    "print(1)",
+  ]);
+  assertEquals(cli, {
+    sshHost: "login",
+    command: ["python", "-c", "print(1)"],
+    server: "grpc://info:31206",
+    listen: "localhost:4000",
+    sshConfig: "cfg",
+    sshOptions: ["Port=2222", "User=me"],
+    allowRemoteClients: false,
+    verbosity: "verbose",
+  });
+});
+
+Deno.test("help and version win over everything else", () => {
+  assertEquals(parseCli(["--help", "host"]), "help");
+  assertEquals(parseCli(["-V"]), "version");
+});
+
+Deno.test("bad usage is a UsageError with one clear line", () => {
+  for (
+    const [args, message] of [
+      [[], "missing SSH_HOST"],
+      [["--bogus", "host"], "--bogus"],
+      [["host", "python"], "put a command after --"],
+      [["host", "--"], "missing COMMAND"],
+      [["-v", "-q", "host"], "conflict"],
+      [["-s"], "--server"],
+    ] as const
+  ) {
+    const error = assertThrows(() => parseCli([...args]), UsageError);
+    assertStringIncludes(error.message, message);
+    assertEquals(error.message.includes("\n"), false);
+    assertEquals(error.exitCode, 2);
+  }
+});
+
+Deno.test("help lists every option", () => {
+  for (
+    const flag of [
+      "-s, --server",
+      "-l, --listen",
+      "-F, --ssh-config",
+      "-o, --ssh-option",
+      "-v, --verbose",
+      "-q, --quiet",
+      "-h, --help",
+      "-V, --version",
+      "--allow-remote-clients",
+    ]
+  ) assertStringIncludes(HELP, flag);
+});
+
+Deno.test("listen addresses parse, IPv6 in brackets; only loopback counts as loopback", () => {
+  assertEquals(parseListenAddress("localhost:31206"), { host: "localhost", port: 31206 });
+  assertEquals(parseListenAddress("[::1]:0"), { host: "::1", port: 0 });
+  assertThrows(() => parseListenAddress("31206"), UsageError);
+  assertThrows(() => parseListenAddress("host:70000"), UsageError);
+  assertEquals(isLoopbackHost("127.0.0.1"), true);
+  assertEquals(isLoopbackHost("::1"), true);
+  assertEquals(isLoopbackHost("0.0.0.0"), false);
+  assertEquals(isLoopbackHost("192.0.2.1"), false);
+});
