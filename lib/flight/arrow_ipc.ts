@@ -27,7 +27,7 @@ import {
   Table,
   tableFromIPC,
   tableToIPC,
-} from "apache-arrow";
+} from "../deps.ts";
 
 /** One Flight `FlightData` message, as far as the Arrow payload goes. */
 export interface FlightData {

@@ -8,8 +8,7 @@
  * @module
  */
 import flightProtoText from "../../proto/flight.proto" with { type: "text" };
-import protobuf from "protobufjs";
-import { fromJSON, type PackageDefinition } from "@grpc/proto-loader";
+import { fromJSON, type PackageDefinition, protobuf } from "../deps.ts";
 
 /** Fully qualified name of the Flight gRPC service. */
 export const FLIGHT_SERVICE = "arrow.flight.protocol.FlightService";

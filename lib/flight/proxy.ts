@@ -9,7 +9,7 @@
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
+import { grpc } from "../deps.ts";
 import { Buffer } from "node:buffer";
 import {
   FLIGHT_METHODS,
