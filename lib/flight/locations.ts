@@ -10,6 +10,8 @@
  * @module
  */
 
+import { isValidHost, isValidPort } from "../net.ts";
+
 /** The special location meaning "redeem on the connection that produced the ticket". */
 export const REUSE_CONNECTION = "arrow-flight-reuse-connection://?";
 
@@ -34,19 +36,10 @@ export type LocationKind =
 
 const LOCATION_RE =
   /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]\s]+):(\d+)(.*)$/s;
-const HOSTNAME_RE =
-  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
-const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
 
 /** Canonical `host:port` for a host (IPv6 literals bracketed) and a port. */
 export function formatNetloc(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host.toLowerCase()}:${port}`;
-}
-
-/** True when `host` is a plausible DNS name, IPv4 or IPv6 literal (brackets removed). */
-export function isValidHost(host: string): boolean {
-  if (host.includes(":")) return /^[0-9A-Fa-f:.]+$/.test(host) && host.split(":").length <= 9;
-  return IPV4_RE.test(host) || HOSTNAME_RE.test(host);
 }
 
 /**
