@@ -60,8 +60,17 @@ export interface ConnectOptions {
    * how long it can outlive a killed owner. @default {30}
    */
   controlPersistSeconds?: number;
-  /** `ServerAliveInterval` unless `sshOptions` sets one. @default {15} */
+  /**
+   * `ServerAliveInterval` unless `sshOptions` sets one. With
+   * {@link serverAliveCountMax} it bounds how long a silently vanished peer
+   * (laptop sleep, network change) goes unnoticed: interval × (count + 1).
+   * @default {1}
+   */
   serverAliveIntervalSeconds?: number;
+  /** `ServerAliveCountMax` unless `sshOptions` sets one. @default {3} */
+  serverAliveCountMax?: number;
+  /** Aborting stops a connect in progress (the foreground ssh is killed). */
+  signal?: AbortSignal;
   /** Extra environment for every ssh process (for example `SSH_ASKPASS`). */
   env?: Record<string, string>;
 }
@@ -95,7 +104,9 @@ export interface ExecOptions {
 }
 
 const DEFAULT_CONTROL_PERSIST_SECONDS = 30;
-const DEFAULT_SERVER_ALIVE_SECONDS = 15;
+// ssh gives up after interval × (count + 1) s without a packet from the server: 4 s.
+const DEFAULT_SERVER_ALIVE_SECONDS = 1;
+const DEFAULT_SERVER_ALIVE_COUNT = 3;
 const FORWARD_ATTEMPTS = 5;
 // sun_path is 104 bytes on macOS (108 on Linux) and ssh first binds
 // "<ControlPath>.<16 random chars>", so keep the path well below that.
@@ -150,9 +161,11 @@ export class SshConnection implements AsyncDisposable {
    */
   static async connect(options: ConnectOptions): Promise<SshConnection> {
     assertSshDestination(options.host);
+    options.signal?.throwIfAborted();
     const conn = new SshConnection(options, await makeControlDir());
     try {
       await conn.#startMaster();
+      options.signal?.throwIfAborted();
       conn.#startKeepalive();
     } catch (error) {
       await conn.close();
@@ -208,17 +221,23 @@ export class SshConnection implements AsyncDisposable {
   /**
    * Forwards a free local loopback port to `remoteHost:remotePort` as seen
    * from the login host. Asking again for the same target returns the same
-   * forward; concurrent calls are safe.
+   * forward; concurrent calls are safe. `options.localPort` asks for that
+   * local port first (to re-create a forward after a reconnect); another
+   * free port is used when it is taken.
    *
    * @throws {UserError} for an invalid target or when ssh refuses the forward.
    */
-  forward(remoteHost: string, remotePort: number): Promise<LocalAddress> {
+  forward(
+    remoteHost: string,
+    remotePort: number,
+    options: { localPort?: number } = {},
+  ): Promise<LocalAddress> {
     this.#assertOpen();
     const host = checkForwardTarget(remoteHost, remotePort);
     const key = formatHostPort(host, remotePort);
     let pending = this.#forwards.get(key);
     if (pending === undefined) {
-      pending = this.#openForward(host, remotePort, key);
+      pending = this.#openForward(host, remotePort, key, options.localPort);
       this.#forwards.set(key, pending);
       pending.catch(() => this.#forwards.delete(key));
     }
@@ -342,7 +361,7 @@ export class SshConnection implements AsyncDisposable {
       "-o",
       `ServerAliveInterval=${alive}`,
       "-o",
-      "ServerAliveCountMax=3",
+      `ServerAliveCountMax=${options.serverAliveCountMax ?? DEFAULT_SERVER_ALIVE_COUNT}`,
       ...(options.interactive === false ? ["-o", "BatchMode=yes"] : []),
       "-f",
       "-N",
@@ -359,7 +378,15 @@ export class SshConnection implements AsyncDisposable {
       stderr: "piped",
     });
     const stderr = new StderrTee(child.stderr, interactive);
-    const status = await child.status;
+    const abort = () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already exited */ }
+    };
+    this.#options.signal?.addEventListener("abort", abort);
+    const status = await child.status.finally(() =>
+      this.#options.signal?.removeEventListener("abort", abort)
+    );
     // With -f the backgrounded master may keep the pipe open; don't wait for EOF.
     await stderr.finish(300);
     if (!status.success) {
@@ -397,9 +424,16 @@ export class SshConnection implements AsyncDisposable {
     });
   }
 
-  async #openForward(host: string, port: number, key: string): Promise<LocalAddress> {
+  async #openForward(
+    host: string,
+    port: number,
+    key: string,
+    preferred?: number,
+  ): Promise<LocalAddress> {
     for (let attempt = 1;; attempt++) {
-      const localPort = reserveFreePort();
+      const localPort = attempt === 1 && preferred !== undefined && !reservedPorts.has(preferred)
+        ? (reservedPorts.add(preferred), preferred)
+        : reserveFreePort();
       try {
         const result = await runSsh(this.#runner, [
           ...this.#muxArgs(),
