@@ -161,12 +161,9 @@ export async function main(args: string[]): Promise<number> {
     if (cli.command.length === 0) {
       console.log(`export ARRAKIS_SERVER=${proxy.url}`);
       logger.info("ready; press Ctrl-C to stop");
-      const ended = await Promise.race([
-        signals.received.then((signal) => ({ signal })),
-        proxy.connection.closed.then((end) => ({ end })),
-      ]);
-      if ("end" in ended) throw new UserError(`ssh connection lost: ${ended.end.reason}`);
-      logger.info(`${ended.signal}: shutting down`);
+      // A lost SSH connection does not end the run: the proxy reconnects by itself.
+      const signal = await signals.received;
+      logger.info(`${signal}: shutting down`);
       return 0;
     }
     logger.info(`ARRAKIS_SERVER=${proxy.url}; running ${cli.command[0]}`);

@@ -6,7 +6,9 @@
  *
  * @module
  */
-import { SshConnection } from "./ssh/connection.ts";
+import type { SshConnection } from "./ssh/connection.ts";
+import { SshSupervisor, type SupervisorState } from "./ssh/supervisor.ts";
+import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { FlightProxy } from "./flight/proxy.ts";
 import { formatNetloc, LocationMap, type LocationResolver } from "./flight/locations.ts";
@@ -39,7 +41,20 @@ export interface SshProxyOptions {
   verbose?: boolean;
   /** Aborting stops the set-up and releases what it opened. */
   signal?: AbortSignal;
+  /** First wait before reconnecting a lost SSH connection (doubles up to 30 s). @default {1000} */
+  reconnectBackoffMs?: number;
 }
+
+/**
+ * The backend channel goes through an SSH forward that vanishes while SSH
+ * reconnects; grpc-js's default backoff (1 s growing to 120 s) would keep the
+ * proxy failing long after the forward is back.
+ */
+const BACKEND_CHANNEL_OPTIONS = {
+  "grpc.initial_reconnect_backoff_ms": 250,
+  "grpc.min_reconnect_backoff_ms": 250,
+  "grpc.max_reconnect_backoff_ms": 2000,
+};
 
 /** A running proxy over SSH; dispose of it to tear everything down. */
 export interface SshProxy extends AsyncDisposable {
@@ -49,8 +64,16 @@ export interface SshProxy extends AsyncDisposable {
   readonly server: string;
   /** The Flight proxy. */
   readonly proxy: FlightProxy;
-  /** The SSH master connection. */
+  /** The SSH master connection in use (a new one after each reconnect). */
   readonly connection: SshConnection;
+  /** The SSH link: reconnects by itself when the connection is lost. */
+  readonly ssh: SshSupervisor;
+  /**
+   * `up`, or `reconnecting` while the SSH connection is down (every call is then
+   * answered UNAVAILABLE at once), or `closed`. A lost connection does not end
+   * the proxy.
+   */
+  readonly state: SupervisorState;
   /** Stops the proxy, the forwards and the SSH connection. */
   close(): Promise<void>;
 }
@@ -105,6 +128,8 @@ function assertListenable({ host, port }: ListenAddress): void {
  */
 export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): Promise<SshProxy> {
   const logger = options.logger ?? silentLogger;
+  // Before anything else: a host starting with "-" must never get near ssh.
+  assertSshDestination(sshHost);
   const listen = parseListenAddress(options.listen ?? "localhost:31206");
   if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
     throw new UsageError(
@@ -120,8 +145,11 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
 
   await using stack = new AsyncDisposableStack();
   logger.info(`connecting to ${sshHost}`);
-  const connection = stack.use(
-    await SshConnection.connect({
+  // Set once the Flight proxy exists; SSH drops before that fail the set-up.
+  const started: { proxy?: FlightProxy } = {};
+  const locations = new LocationMap();
+  const ssh = stack.use(
+    await SshSupervisor.start({
       host: sshHost,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
@@ -129,17 +157,34 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       interactive: options.interactive ?? true,
       verbose: options.verbose,
       log: (line) => logger.debug(line),
+      logger,
+      initialBackoffMs: options.reconnectBackoffMs,
+      onDown: (reason) => started.proxy?.setUnavailable(reason),
+      onUp: (moved) => {
+        for (const { host, port, local } of moved) {
+          const remote = formatNetloc(host, port);
+          const netloc = formatNetloc(local.host, local.port);
+          if (remote === infoNetloc) {
+            // FlightProxy has no way to change its backend channel's target.
+            logger.warn(
+              `the forward to the server moved to ${netloc}; restart arrakis-proxy if calls fail`,
+            );
+          }
+          logger.info(`forwarding ${netloc} → ${remote} (moved)`);
+          locations.set(remote, netloc);
+        }
+        started.proxy?.setUnavailable(undefined);
+      },
     }),
   );
   options.signal?.throwIfAborted();
 
-  const server = await resolveRemoteServer(connection, options.server);
+  const server = await resolveRemoteServer(ssh, options.server);
   logger.info(`remote server ${server.url}`);
   options.signal?.throwIfAborted();
 
-  const locations = new LocationMap();
   const open: LocationResolver = async (remote) => {
-    const local = await connection.forward(remote.host, remote.port);
+    const local = await ssh.forward(remote.host, remote.port);
     const netloc = formatNetloc(local.host, local.port);
     logger.info(`forwarding ${netloc} → ${remote.netloc}`);
     return netloc;
@@ -168,8 +213,11 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       listen: formatNetloc(listen.host, listen.port),
       locations,
       logger,
+      channelOptions: BACKEND_CHANNEL_OPTIONS,
     }),
   );
+  started.proxy = proxy;
+  if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   const url = `grpc://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${
     proxy.address.slice(proxy.address.lastIndexOf(":") + 1)
   }`;
@@ -181,7 +229,13 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     url,
     server: server.url,
     proxy,
-    connection,
+    get connection() {
+      return ssh.connection;
+    },
+    ssh,
+    get state() {
+      return ssh.state;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };
