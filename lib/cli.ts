@@ -12,6 +12,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
+import { doctor } from "./doctor.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -30,6 +31,7 @@ const OPTIONS = {
 
 /** Help text; lists every option. */
 export const HELP = `Usage: arrakis-proxy [options] SSH_HOST [-- COMMAND [ARGS...]]
+       arrakis-proxy doctor [options] SSH_HOST
 
 Reach an Arrakis (Arrow Flight) server behind an SSH login host. Opens one
 OpenSSH connection, forwards the remote server and every data server it hands
@@ -49,11 +51,112 @@ Options:
   -h, --help                show this help
   -V, --version             show the version
 
+Commands:
+  doctor SSH_HOST           check every step (ssh, server, each endpoint, a data
+                            fetch) and print a report to paste into a help request;
+                            see \`arrakis-proxy doctor --help\`
+
 Examples:
   arrakis-proxy login.example.org            # then paste the export line in another shell
   arrakis-proxy login.example.org -- python analysis.py
   arrakis-proxy -s grpc://arrakis.cluster:31206 login.example.org
+  arrakis-proxy doctor login.example.org
 `;
+
+const DOCTOR_OPTIONS = {
+  server: { type: "string", short: "s" },
+  "ssh-config": { type: "string", short: "F" },
+  "ssh-option": { type: "string", short: "o", multiple: true },
+  channel: { type: "string", short: "c", multiple: true },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Help text of `arrakis-proxy doctor`. */
+export const DOCTOR_HELP = `Usage: arrakis-proxy doctor [options] SSH_HOST
+
+Checks each step of a proxy run and prints a report on stdout: ssh connect
+time, the remote Arrakis server, every endpoint with its forward and a
+ListActions round trip, and a small data fetch through a temporary proxy
+(rows, channels, time span). Exits 0 when everything works, 1 otherwise.
+Paste the report into a help request.
+
+Options:
+  -s, --server URL          remote Arrakis server (default: remote $ARRAKIS_SERVER)
+  -F, --ssh-config FILE     passed to ssh as -F
+  -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
+  -c, --channel NAME        channel for the test fetch (repeatable; default: from a Find)
+  -v, --verbose             show ssh command lines
+  -h, --help                show this help
+`;
+
+/** Parsed `doctor` command line. */
+export interface DoctorArgs {
+  sshHost: string;
+  server?: string;
+  sshConfig?: string;
+  sshOptions: string[];
+  channels: string[];
+  verbose: boolean;
+}
+
+/** Parses the arguments after `doctor`. */
+export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
+  let values, positionals;
+  try {
+    ({ values, positionals } = parseArgs({
+      args,
+      options: DOCTOR_OPTIONS,
+      allowPositionals: true,
+    }));
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.split("\n")[0]}; see doctor --help`);
+  }
+  if (values.help) return "help";
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length === 0 ? "doctor: missing SSH_HOST" : "doctor takes one SSH_HOST",
+    );
+  }
+  return {
+    sshHost: positionals[0],
+    server: values.server,
+    sshConfig: values["ssh-config"],
+    sshOptions: values["ssh-option"] ?? [],
+    channels: values.channel ?? [],
+    verbose: values.verbose ?? false,
+  };
+}
+
+/** `arrakis-proxy doctor …`: prints the report; 0 when healthy, 1 otherwise. */
+async function doctorMain(args: string[]): Promise<number> {
+  let cli;
+  try {
+    cli = parseDoctorCli(args);
+  } catch (error) {
+    return reportError(error);
+  }
+  if (cli === "help") {
+    console.log(DOCTOR_HELP);
+    return 0;
+  }
+  const logger = stderrLogger(cli.verbose ? "verbose" : "normal");
+  try {
+    const report = await doctor(cli.sshHost, {
+      server: cli.server,
+      sshConfig: cli.sshConfig,
+      sshOptions: cli.sshOptions,
+      channels: cli.channels,
+      verbose: cli.verbose,
+      logger,
+      version: VERSION,
+    }, (line) => console.log(line));
+    return report.healthy ? 0 : 1;
+  } catch (error) {
+    logger.progress("");
+    return reportError(error);
+  }
+}
 
 /** Parsed command line. */
 export interface CliArgs {
@@ -130,6 +233,7 @@ function signalWaiter(signals: Deno.Signal[]) {
 
 /** Runs the command line; resolves to the process exit status. */
 export async function main(args: string[]): Promise<number> {
+  if (args[0] === "doctor") return await doctorMain(args.slice(1));
   let cli;
   try {
     cli = parseCli(args);
@@ -169,6 +273,7 @@ export async function main(args: string[]): Promise<number> {
     logger.info(`ARRAKIS_SERVER=${proxy.url}; running ${cli.command[0]}`);
     return await runCommand(cli.command, proxy.url);
   } catch (error) {
+    logger.progress("");
     return reportError(error);
   }
 }

@@ -145,6 +145,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
 
   await using stack = new AsyncDisposableStack();
   logger.info(`connecting to ${sshHost}`);
+  logger.progress?.(`connecting to ${sshHost}…`);
   // Set once the Flight proxy exists; SSH drops before that fail the set-up.
   const started: { proxy?: FlightProxy } = {};
   const locations = new LocationMap();
@@ -179,6 +180,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   );
   options.signal?.throwIfAborted();
 
+  if (!options.server) logger.progress?.(`reading ARRAKIS_SERVER on ${sshHost}…`);
   const server = await resolveRemoteServer(ssh, options.server);
   logger.info(`remote server ${server.url}`);
   options.signal?.throwIfAborted();
@@ -195,8 +197,15 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   try {
+    logger.progress?.("listing endpoints…");
     const endpoints = await discoverEndpoints(`grpc://${infoLocal}`);
-    await Promise.all(endpoints.map((endpoint) => locations.resolve(endpoint)));
+    let forwarded = 0;
+    const total = endpoints.length + 1; // the info server counts as one
+    logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
+    await Promise.all(endpoints.map(async (endpoint) => {
+      await locations.resolve(endpoint);
+      logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
+    }));
     logger.info(`${endpoints.length} data endpoint(s) forwarded`);
   } catch (error) {
     // The resolver opens forwards on demand, so the proxy is still useful.
@@ -217,6 +226,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     }),
   );
   started.proxy = proxy;
+  logger.progress?.("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   const url = `grpc://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${
     proxy.address.slice(proxy.address.lastIndexOf(":") + 1)

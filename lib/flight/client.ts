@@ -1,0 +1,190 @@
+/**
+ * A minimal Arrakis data client, as `doctor` and the demo need it: send a
+ * request, fetch every endpoint the answer names (its first location, or the same
+ * connection for reuse-connection and empty location lists, as the Python client
+ * does), and decode the Arrow data. Also a round-trip probe for one server.
+ *
+ * @example
+ * ```ts
+ * import { fetchArrakis, summarizeTables } from "./client.ts";
+ *
+ * const fetched = await fetchArrakis("grpc://localhost:31206", {
+ *   request: "Stream",
+ *   args: { channels: ["X1:MOCK-CHAN_A"], start: null, end: null },
+ * });
+ * console.log(summarizeTables(fetched.map((endpoint) => endpoint.table)));
+ * ```
+ *
+ * @module
+ */
+import { grpc, type Table } from "../deps.ts";
+import { FLIGHT_SERVICE, flightPackageDefinition } from "./proto.ts";
+import { backendTarget } from "./proxy.ts";
+import { REUSE_CONNECTION } from "./locations.ts";
+import { type FlightData, flightDataToTable } from "./arrow_ipc.ts";
+
+const service = flightPackageDefinition[FLIGHT_SERVICE] as grpc.ServiceDefinition;
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": -1,
+  "grpc.max_send_message_length": -1,
+  // Each probe measures its own connection, not one another's backoff.
+  "grpc.use_local_subchannel_pool": 1,
+};
+
+/** An Arrakis request: `{"request": NAME, "args": {...}}`. */
+export interface ArrakisRequest {
+  request: string;
+  args: unknown;
+}
+
+/** One endpoint's data, where it came from and how long it took. */
+export interface FetchedEndpoint {
+  /** The location used (`arrow-flight-reuse-connection://?` for the same connection). */
+  location: string;
+  table: Table;
+  ms: number;
+}
+
+interface Decoded {
+  endpoint: { ticket: { ticket: Uint8Array } | null; location: { uri: string }[] }[];
+}
+
+function connect(url: string): grpc.Client {
+  return new grpc.Client(backendTarget(url), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+}
+
+function deadline(timeoutMs: number): grpc.CallOptions {
+  return { deadline: Date.now() + timeoutMs };
+}
+
+function unary<T>(client: grpc.Client, method: string, request: unknown, timeoutMs: number) {
+  const { requestSerialize, responseDeserialize } = service[method];
+  return new Promise<T>((resolve, reject) => {
+    client.makeUnaryRequest(
+      `/${FLIGHT_SERVICE}/${method}`,
+      requestSerialize,
+      responseDeserialize,
+      request,
+      new grpc.Metadata(),
+      deadline(timeoutMs),
+      (error, value) => error ? reject(callError(method, error)) : resolve(value as T),
+    );
+  });
+}
+
+function serverStream<T>(client: grpc.Client, method: string, request: unknown, ms: number) {
+  const { requestSerialize, responseDeserialize } = service[method];
+  const call = client.makeServerStreamRequest(
+    `/${FLIGHT_SERVICE}/${method}`,
+    requestSerialize,
+    responseDeserialize,
+    request,
+    new grpc.Metadata(),
+    deadline(ms),
+  );
+  return new Promise<T[]>((resolve, reject) => {
+    const items: T[] = [];
+    call.on("data", (item: T) => items.push(item));
+    call.on("error", (error: grpc.ServiceError) => reject(callError(method, error)));
+    call.on("end", () => resolve(items));
+  });
+}
+
+function callError(method: string, error: grpc.ServiceError): Error {
+  return new Error(`${method}: ${error.details || error.message}`);
+}
+
+/**
+ * Sends `request` to the Arrakis server at `url` (GetFlightInfo), then DoGets
+ * every endpoint and decodes its data.
+ */
+export async function fetchArrakis(
+  url: string,
+  request: ArrakisRequest,
+  { timeoutMs = 30_000 }: { timeoutMs?: number } = {},
+): Promise<FetchedEndpoint[]> {
+  const info = connect(url);
+  const opened: grpc.Client[] = [];
+  try {
+    const flightInfo = await unary<Decoded>(
+      info,
+      "GetFlightInfo",
+      { type: "CMD", cmd: new TextEncoder().encode(JSON.stringify(request)), path: [] },
+      timeoutMs,
+    );
+    return await Promise.all(flightInfo.endpoint.map(async (endpoint) => {
+      const location = endpoint.location[0]?.uri ?? REUSE_CONNECTION;
+      let client = info;
+      if (location !== REUSE_CONNECTION) opened.push(client = connect(location));
+      const started = performance.now();
+      const messages = await serverStream<FlightData>(
+        client,
+        "DoGet",
+        { ticket: endpoint.ticket?.ticket ?? new Uint8Array() },
+        timeoutMs,
+      );
+      return { location, table: flightDataToTable(messages), ms: performance.now() - started };
+    }));
+  } finally {
+    for (const client of [info, ...opened]) client.close();
+  }
+}
+
+/** Round trip of one ListActions call to the Flight server at `url`, in milliseconds. */
+export async function pingFlight(url: string, timeoutMs = 10_000): Promise<number> {
+  const client = connect(url);
+  try {
+    const started = performance.now();
+    await serverStream(client, "ListActions", {}, timeoutMs);
+    return performance.now() - started;
+  } finally {
+    client.close();
+  }
+}
+
+/** One channel (a non-`time` column) across the fetched tables. */
+export interface ChannelSummary {
+  name: string;
+  samples: number;
+  /** Sample rate from the field metadata, when the server sets it. */
+  rate?: number;
+  first?: number;
+  last?: number;
+}
+
+/** What a fetch brought back: rows, channels and the GPS time span. */
+export interface DataSummary {
+  rows: number;
+  channels: ChannelSummary[];
+  /** First and last `time` value in GPS seconds, when there is a `time` column. */
+  span?: { start: number; end: number };
+}
+
+/** Sums up tables of Arrakis data (a `time` column in GPS nanoseconds, one column per channel). */
+export function summarizeTables(tables: Table[]): DataSummary {
+  const channels: ChannelSummary[] = [];
+  let rows = 0;
+  let start = Infinity;
+  let end = -Infinity;
+  for (const table of tables) {
+    rows += table.numRows;
+    for (const field of table.schema.fields) {
+      const column = table.getChild(field.name);
+      if (!column || column.length === 0) continue;
+      if (field.name === "time") {
+        start = Math.min(start, Number(column.get(0)) / 1e9);
+        end = Math.max(end, Number(column.get(column.length - 1)) / 1e9);
+        continue;
+      }
+      const rate = Number(field.metadata.get("rate") ?? field.metadata.get("sample_rate"));
+      channels.push({
+        name: field.name,
+        samples: column.length,
+        rate: Number.isFinite(rate) ? rate : undefined,
+        first: Number(column.get(0)),
+        last: Number(column.get(column.length - 1)),
+      });
+    }
+  }
+  return { rows, channels, span: start <= end ? { start, end } : undefined };
+}
