@@ -51,6 +51,19 @@ const UNLIMITED = {
   "grpc.max_send_message_length": -1,
 };
 
+/**
+ * HTTP/2 flow-control window of the proxy's own receiving side. The 64 KiB default
+ * makes every 64 KiB wait a round trip for a WINDOW_UPDATE; the bench measured
+ * DoGet through the proxy about twice as fast with 16 MiB (bench/README.md).
+ */
+const FLOW_CONTROL_WINDOW = 16 << 20;
+
+/** Backend channel defaults; `FlightProxyOptions.channelOptions` override them. */
+const BACKEND_CHANNEL: grpc.ChannelOptions = {
+  ...UNLIMITED,
+  "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW,
+};
+
 // Headers grpc-js manages itself on each hop; forwarding them would duplicate or contradict.
 const HOP_HEADERS = new Set([
   "content-type",
@@ -155,7 +168,7 @@ export class FlightProxy implements AsyncDisposable {
     const client = new grpc.Client(
       backendTarget(options.backend),
       grpc.credentials.createInsecure(),
-      { ...UNLIMITED, ...options.channelOptions },
+      { ...BACKEND_CHANNEL, ...options.channelOptions },
     );
     const server = new grpc.Server(UNLIMITED);
     const locations = options.locations ?? new LocationMap();
