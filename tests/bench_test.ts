@@ -1,0 +1,59 @@
+/**
+ * The bench still runs: `bench/main.ts --quick` as a subprocess, checked for a
+ * JSON report holding every figure. No timing is judged here; quick sizes are
+ * too small to mean anything.
+ */
+import { assert, assertEquals } from "./assert.ts";
+
+const MAIN = new URL("../bench/main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+const COMPARED = [
+  "getFlightInfoP50Ms",
+  "getFlightInfoP99Ms",
+  "getFlightInfoCallsPerS",
+  "doGet1MiBMBps",
+  "doGet64KiBMBps",
+  "doPutMBps",
+];
+const LOOPBACK_ONLY = [
+  "rewriteToLocalMs",
+  "bigFlightInfoAddedMs",
+  "proxyIdleRssMiB",
+  "proxyPeakRssMiB",
+];
+
+function assertComparison(figures: Record<string, unknown>, key: string): void {
+  const figure = figures[key] as { a: number; b: number; ratio: number } | undefined;
+  assert(figure, `missing ${key}`);
+  for (const part of ["a", "b", "ratio"] as const) {
+    assert(Number.isFinite(figure[part]) && figure[part] > 0, `${key}.${part} = ${figure[part]}`);
+  }
+}
+
+Deno.test("deno task bench --quick writes a report with every figure", async () => {
+  const out = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", CONFIG, MAIN, "--quick", "--out", out],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(240_000),
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assertEquals(run.code, 0, stderr);
+    const report = JSON.parse(await Deno.readTextFile(out));
+    assertEquals(report.mode, "quick");
+    assert(report.machine.cores > 0);
+    for (const key of COMPARED) assertComparison(report.loopback, key);
+    for (const key of LOOPBACK_ONLY) {
+      assert(Number.isFinite(report.loopback[key]), `loopback.${key} = ${report.loopback[key]}`);
+    }
+    if (!report.ssh.skipped) {
+      for (const key of [...COMPARED, "readyMs"]) assertComparison(report.ssh, key);
+    }
+    assertEquals(report.goals.length, 8);
+  } finally {
+    await Deno.remove(out).catch(() => {});
+  }
+});
