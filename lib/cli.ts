@@ -186,6 +186,10 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     .map((t) => (t as { value: string }).value);
   const command = args.slice(terminator + 1);
   if (positionals.length === 0) throw new UsageError("missing SSH_HOST; see --help");
+  // parseArgs only lets a lone "-" through as a positional; ssh must never see it.
+  if (positionals[0].startsWith("-")) {
+    throw new UsageError(`invalid SSH_HOST ${JSON.stringify(positionals[0])}: it starts with "-"`);
+  }
   if (positionals.length > 1) {
     throw new UsageError(
       `unexpected argument ${JSON.stringify(positionals[1])}; put a command after --`,

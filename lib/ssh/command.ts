@@ -56,7 +56,7 @@ export function spawnSsh(
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new UserError(
-        `ssh not found (${runner.binary}): install OpenSSH or pass --ssh PATH`,
+        `ssh not found (${runner.binary}): install OpenSSH or put its ssh on your PATH`,
         { cause: error },
       );
     }
