@@ -104,6 +104,7 @@
  */
 export { type SshProxy, sshProxy, type SshProxyOptions } from "./lib/ssh_proxy.ts";
 export { FlightProxy, type FlightProxyOptions } from "./lib/flight/proxy.ts";
+export { IsolatedProxy, type IsolatedProxyOptions } from "./lib/isolated_proxy.ts";
 export {
   classifyLocation,
   LocationMap,

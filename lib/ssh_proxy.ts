@@ -10,7 +10,7 @@ import type { SshConnection } from "./ssh/connection.ts";
 import { SshSupervisor, type SupervisorState } from "./ssh/supervisor.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
-import { FlightProxy } from "./flight/proxy.ts";
+import { IsolatedProxy } from "./isolated_proxy.ts";
 import { formatNetloc, LocationMap, type LocationResolver } from "./flight/locations.ts";
 import { discoverEndpoints } from "./flight/discovery.ts";
 import { type Logger, silentLogger } from "./log.ts";
@@ -62,8 +62,8 @@ export interface SshProxy extends AsyncDisposable {
   readonly url: string;
   /** The remote Arrakis server being proxied. */
   readonly server: string;
-  /** The Flight proxy. */
-  readonly proxy: FlightProxy;
+  /** The Flight proxy (in a supervised child process, see `isolated_proxy.ts`). */
+  readonly proxy: IsolatedProxy;
   /** The SSH master connection in use (a new one after each reconnect). */
   readonly connection: SshConnection;
   /** The SSH link: reconnects by itself when the connection is lost. */
@@ -143,12 +143,26 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   assertListenable(listen);
   options.signal?.throwIfAborted();
 
+  const locations = new LocationMap();
   await using stack = new AsyncDisposableStack();
+  // The proxy process loads while ssh connects; it learns its backend at the end.
+  const backend = Promise.withResolvers<string>();
+  const proxyStarting = IsolatedProxy.start({
+    backend: backend.promise,
+    listen: formatNetloc(listen.host, listen.port),
+    locations,
+    logger,
+    channelOptions: BACKEND_CHANNEL_OPTIONS,
+  });
+  proxyStarting.catch(() => {/* awaited below, or at clean-up */});
+  stack.defer(async () => {
+    backend.reject(new Error("set-up stopped"));
+    await proxyStarting.then((proxy) => proxy.close(), () => undefined);
+  });
   logger.info(`connecting to ${sshHost}`);
   logger.progress?.(`connecting to ${sshHost}…`);
   // Set once the Flight proxy exists; SSH drops before that fail the set-up.
-  const started: { proxy?: FlightProxy } = {};
-  const locations = new LocationMap();
+  const started: { proxy?: IsolatedProxy } = {};
   const ssh = stack.use(
     await SshSupervisor.start({
       host: sshHost,
@@ -165,14 +179,9 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
         for (const { host, port, local } of moved) {
           const remote = formatNetloc(host, port);
           const netloc = formatNetloc(local.host, local.port);
-          if (remote === infoNetloc) {
-            // FlightProxy has no way to change its backend channel's target.
-            logger.warn(
-              `the forward to the server moved to ${netloc}; restart arrakis-proxy if calls fail`,
-            );
-          }
           logger.info(`forwarding ${netloc} → ${remote} (moved)`);
           locations.set(remote, netloc);
+          if (remote === infoNetloc) started.proxy?.setBackend(`grpc://${netloc}`);
         }
         started.proxy?.setUnavailable(undefined);
       },
@@ -216,15 +225,8 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   }
   options.signal?.throwIfAborted();
 
-  const proxy = stack.use(
-    await FlightProxy.start({
-      backend: `grpc://${infoLocal}`,
-      listen: formatNetloc(listen.host, listen.port),
-      locations,
-      logger,
-      channelOptions: BACKEND_CHANNEL_OPTIONS,
-    }),
-  );
+  backend.resolve(`grpc://${infoLocal}`);
+  const proxy = stack.use(await proxyStarting);
   started.proxy = proxy;
   logger.progress?.("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);

@@ -10,11 +10,23 @@ import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { proxyCommand, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import { expectedTable } from "./fixtures/mock_arrakis.ts";
-import { findProcesses, waitFor } from "./fixtures/processes.ts";
+import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
+import { PROXY_CHILD_FLAG } from "../lib/isolated_proxy.ts";
 
 const CLIENT = new URL("./fixtures/arrakis_client.ts", import.meta.url).pathname;
 const rows = (table: { toArray(): { toJSON(): unknown }[] }) =>
   table.toArray().map((r) => r.toJSON());
+
+/** The proxy's gRPC child processes under the command's process. */
+function proxyChildren(pid: number): number[] {
+  return descendants(pid).filter((child) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${child}/cmdline`).includes(PROXY_CHILD_FLAG);
+    } catch {
+      return false;
+    }
+  });
+}
 
 function sshArgs(cluster: Cluster): string[] {
   return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
@@ -83,7 +95,20 @@ Deno.test("arrakis-proxy over real OpenSSH", async (t) => {
     await waitFor(() => forwardsFrom(proxy.stderr()).has("data-c:40001"), 5000, "the log line");
   });
 
+  await t.step("the proxy process is restarted when it dies; the URL keeps working", async () => {
+    const [child] = proxyChildren(proxy.child.pid);
+    assert(child, "a proxy child process runs");
+    Deno.kill(child, "SIGKILL");
+    await waitFor(() => /proxy restarted on/.test(proxy.stderr()), 20_000, "the restart");
+    assertStringIncludes(proxy.stderr(), "the proxy process died (signal SIGKILL");
+    using again = FlightTestClient.connect(proxy.url);
+    const info = await again.getFlightInfo(arrakisCommand("Count", { pattern: ".*" }));
+    assertEquals(info.endpoint.length, 3);
+  });
+
   await t.step("SIGINT tears everything down: no ssh process, no temp directory", async () => {
+    const children = proxyChildren(proxy.child.pid);
+    assertEquals(children.length, 1);
     const controlPath = /-S (\/\S+\/ctl)/.exec(proxy.stderr())?.[1];
     assert(controlPath, "the -v output names the control socket");
     assert(findProcesses(controlPath).length > 0, "ssh processes while running");
@@ -95,6 +120,7 @@ Deno.test("arrakis-proxy over real OpenSSH", async (t) => {
     assertEquals(status.code, 0);
     assert(Date.now() - started < 5000, `exit took ${Date.now() - started} ms`);
     assertEquals(findProcesses(controlPath), []);
+    assertEquals(children.filter(isAlive), [], "no proxy process left");
     assertEquals(await Deno.stat(dirname(controlPath)).then(() => true, () => false), false);
   });
 });

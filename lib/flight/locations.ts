@@ -100,6 +100,7 @@ export class LocationMap {
   #toRemote = new Map<string, string>();
   #pending = new Map<string, Promise<string>>();
   #resolver?: LocationResolver;
+  #watchers = new Set<(remote: string, local: string) => void>();
 
   constructor(
     entries: Iterable<[remote: string, local: string]> = [],
@@ -120,6 +121,13 @@ export class LocationMap {
     if (old !== undefined) this.#toRemote.delete(old);
     this.#toLocal.set(remote, local);
     this.#toRemote.set(local, remote);
+    if (old !== local) { for (const watcher of this.#watchers) watcher(remote, local); }
+  }
+
+  /** Calls `watcher` for every entry set from now on; returns a function that stops it. */
+  watch(watcher: (remote: string, local: string) => void): () => void {
+    this.#watchers.add(watcher);
+    return () => this.#watchers.delete(watcher);
   }
 
   /** The local forward for a remote `host:port`, if known. */
