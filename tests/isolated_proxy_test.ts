@@ -3,7 +3,7 @@
  * Deno 2.9.6 can abort inside nghttp2 when a server sends GOAWAY
  * (denoland/deno#36788), which is what a restarting Arrakis server does.
  */
-import * as grpc from "npm:@grpc/grpc-js@1.14.7";
+import * as grpc from "@grpc/grpc-js";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { IsolatedProxy } from "../lib/isolated_proxy.ts";
 import { LocationMap } from "../lib/flight/locations.ts";

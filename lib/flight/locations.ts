@@ -62,7 +62,7 @@ export function classifyLocation(uri: string): LocationKind {
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
   const port = Number(rawPort);
   if (!isValidHost(host)) return { kind: "unsupported", reason: `invalid host ${rawHost}` };
-  if (!(port >= 1 && port <= 65535)) {
+  if (!isValidPort(port)) {
     return { kind: "unsupported", reason: `invalid port ${rawPort}` };
   }
   return {
