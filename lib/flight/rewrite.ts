@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { concatBytes, encodeLenField, readFields, WireType } from "./wire.ts";
+import { scanFields, WireType } from "./wire.ts";
 import { classifyLocation, type LocationMap, withNetloc } from "./locations.ts";
 
 const URI = "uri";
@@ -34,64 +34,165 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Lenient = new TextDecoder("utf-8");
 const encoder = new TextEncoder();
 
+/** Calls `visit` with the raw bytes of every location URI, in order. */
+function forEachUri(
+  bytes: Uint8Array,
+  shape: MessageShape,
+  visit: (value: Uint8Array) => void,
+): void {
+  bytes = plainView(bytes);
+  const walk = (start: number, end: number, shape: MessageShape) =>
+    scanFields(bytes, start, end, (number, wireType, _start, valueStart, fieldEnd) => {
+      const inner = shape[number];
+      if (inner === undefined || wireType !== WireType.LEN) return;
+      if (inner === URI) visit(bytes.subarray(valueStart, fieldEnd));
+      else walk(valueStart, fieldEnd, inner);
+    });
+  walk(0, bytes.length, shape);
+}
+
+// A FlightInfo names a few servers thousands of times: key URIs by their bytes
+// cheaply (no decoder call) and decode each distinct one once.
+const bytesKey = (value: Uint8Array): string =>
+  value.length <= 1024
+    ? String.fromCharCode.apply(null, value as unknown as number[])
+    : utf8Lenient.decode(value);
+
 /** Every location URI in an encoded message of the given shape, in order. */
 export function collectLocations(bytes: Uint8Array, shape: MessageShape): string[] {
   const uris: string[] = [];
-  const visit = (start: number, end: number, shape: MessageShape) => {
-    for (const field of readFields(bytes, start, end)) {
-      const inner = shape[field.number];
-      if (inner === undefined || field.wireType !== WireType.LEN) continue;
-      if (inner === URI) uris.push(utf8Lenient.decode(bytes.subarray(field.valueStart, field.end)));
-      else visit(field.valueStart, field.end, inner);
-    }
-  };
-  visit(0, bytes.length, shape);
+  forEachUri(bytes, shape, (value) => uris.push(utf8Lenient.decode(value)));
   return uris;
 }
 
+// node:Buffer's subarray allocates a Buffer object each time (several times slower
+// than a plain view's), and the walk takes thousands of them.
+const plainView = (bytes: Uint8Array): Uint8Array =>
+  bytes.constructor === Uint8Array
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+const varintSize = (value: number): number => {
+  let size = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+};
+
 /**
- * Replaces each location URI for which `replace` answers a string. Returns the
- * input buffer itself when nothing changed. Throws `WireError` on malformed bytes.
+ * Replaces each location URI for which `replace` answers a string (asked once per
+ * distinct URI). Returns the input buffer itself when nothing changed. Throws
+ * `WireError` on malformed bytes.
+ *
+ * Two passes: the first finds the new length of every message that changes, the
+ * second writes the result into one buffer of the final size. Messages with no
+ * change inside are copied as they are, length prefix included.
  */
 export function rewriteLocations(
   bytes: Uint8Array,
   shape: MessageShape,
   replace: (uri: string) => string | undefined,
 ): Uint8Array {
-  const rewrite = (message: Uint8Array, shape: MessageShape): Uint8Array => {
-    let chunks: Uint8Array[] | undefined;
-    let copiedTo = 0;
-    for (const field of readFields(message)) {
-      const inner = shape[field.number];
-      if (inner === undefined || field.wireType !== WireType.LEN) continue;
-      const value = message.subarray(field.valueStart, field.end);
-      let replaced: Uint8Array | undefined;
-      if (inner === URI) {
-        let uri: string | undefined;
-        try {
-          uri = utf8.decode(value);
-        } catch {
-          // Not UTF-8, so not a URI we could forward: leave it exactly as it is.
-        }
-        const next = uri === undefined ? undefined : replace(uri);
-        if (next !== undefined && next !== uri) replaced = encoder.encode(next);
-      } else {
-        const next = rewrite(value, inner);
-        if (next !== value) replaced = next;
+  const input = bytes;
+  bytes = plainView(bytes);
+  const replacements = new Map<string, Uint8Array | null>();
+  const replacementFor = (value: Uint8Array): Uint8Array | null => {
+    const key = bytesKey(value);
+    let replacement = replacements.get(key);
+    if (replacement === undefined) {
+      let uri: string | undefined;
+      try {
+        uri = utf8.decode(value);
+      } catch {
+        // Not UTF-8, so not a URI we could forward: leave it exactly as it is.
       }
-      if (replaced === undefined) continue;
-      chunks ??= [];
-      chunks.push(
-        message.subarray(copiedTo, field.start),
-        ...encodeLenField(field.number, replaced),
-      );
-      copiedTo = field.end;
+      const next = uri === undefined ? undefined : replace(uri);
+      replacement = next !== undefined && next !== uri ? encoder.encode(next) : null;
+      replacements.set(key, replacement);
     }
-    if (!chunks) return message;
-    chunks.push(message.subarray(copiedTo));
-    return concatBytes(chunks);
+    return replacement;
   };
-  return rewrite(bytes, shape);
+
+  // Every changed field, in the order both passes meet them (parent before
+  // children): where its old payload starts, its new length, and for a URI its
+  // new bytes. Plain arrays: a FlightInfo can hold tens of thousands of them.
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  const uris: (Uint8Array | undefined)[] = [];
+  const measure = (start: number, end: number, shape: MessageShape): number => {
+    let size = end - start;
+    scanFields(bytes, start, end, (number, wireType, fieldStart, valueStart, fieldEnd) => {
+      const inner = shape[number];
+      if (inner === undefined || wireType !== WireType.LEN) return;
+      let length: number;
+      if (inner === URI) {
+        const replacement = replacementFor(bytes.subarray(valueStart, fieldEnd));
+        if (replacement === null) return;
+        length = replacement.length;
+        offsets.push(valueStart);
+        lengths.push(length);
+        uris.push(replacement);
+      } else {
+        const index = offsets.length;
+        offsets.push(valueStart);
+        lengths.push(0);
+        uris.push(undefined);
+        length = measure(valueStart, fieldEnd, inner);
+        if (offsets.length === index + 1) {
+          // Nothing inside changed: copy this one as it is.
+          offsets.pop();
+          lengths.pop();
+          uris.pop();
+          return;
+        }
+        lengths[index] = length;
+      }
+      const tag = number * 8 + WireType.LEN;
+      size += varintSize(tag) + varintSize(length) + length - (fieldEnd - fieldStart);
+    });
+    return size;
+  };
+  const size = measure(0, bytes.length, shape);
+  if (offsets.length === 0) return input;
+
+  const out = new Uint8Array(size);
+  let pos = 0;
+  const putVarint = (value: number) => {
+    while (value >= 0x80) {
+      out[pos++] = (value % 128) | 0x80;
+      value = Math.floor(value / 128);
+    }
+    out[pos++] = value;
+  };
+  const copy = (from: Uint8Array, start: number, end: number) => {
+    // Most runs are a few bytes (a tag, a ticket): a loop beats allocating a view.
+    if (end - start < 64) { for (let i = start; i < end; i++) out[pos++] = from[i]; }
+    else {
+      out.set(from.subarray(start, end), pos);
+      pos += end - start;
+    }
+  };
+  let next = 0;
+  const write = (start: number, end: number, shape: MessageShape) => {
+    let copiedTo = start;
+    scanFields(bytes, start, end, (number, wireType, fieldStart, valueStart, fieldEnd) => {
+      const inner = shape[number];
+      if (inner === undefined || wireType !== WireType.LEN || offsets[next] !== valueStart) return;
+      const index = next++;
+      copy(bytes, copiedTo, fieldStart);
+      putVarint(number * 8 + WireType.LEN);
+      putVarint(lengths[index]);
+      const replacement = uris[index];
+      if (replacement) copy(replacement, 0, replacement.length);
+      else write(valueStart, fieldEnd, inner as MessageShape);
+      copiedTo = fieldEnd;
+    });
+    copy(bytes, copiedTo, end);
+  };
+  write(0, bytes.length, shape);
+  return out;
 }
 
 /** A remote endpoint could not be forwarded; the proxy answers UNAVAILABLE. */
@@ -126,15 +227,20 @@ export class LocationRewriter {
    * cannot be opened.
    */
   async toLocal(bytes: Uint8Array, shape: MessageShape): Promise<Uint8Array> {
+    // Optimistic: one pass when every endpoint is known (the common case); when
+    // some are new, open their forwards and rewrite again.
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
-    for (const uri of collectLocations(bytes, shape)) {
-      const kind = this.#classify(uri);
-      if (kind?.kind !== "endpoint") continue;
-      const { location } = kind;
-      if (this.#map.canResolve && this.#map.local(location.netloc) === undefined) {
-        wanted.set(location.netloc, location);
-      }
-    }
+    const rewrite = () =>
+      rewriteLocations(bytes, shape, (uri) => {
+        const kind = this.#classify(uri);
+        if (kind.kind !== "endpoint") return undefined;
+        const { location } = kind;
+        const local = this.#map.local(location.netloc);
+        if (local === undefined && this.#map.canResolve) wanted.set(location.netloc, location);
+        return local === undefined ? undefined : withNetloc(location, local);
+      });
+    const out = rewrite();
+    if (wanted.size === 0) return out;
     await Promise.all(
       [...wanted.values()].map((remote) =>
         this.#map.resolve(remote).catch((cause) => {
@@ -142,12 +248,8 @@ export class LocationRewriter {
         })
       ),
     );
-    return rewriteLocations(bytes, shape, (uri) => {
-      const kind = classifyLocation(uri);
-      if (kind.kind !== "endpoint") return undefined;
-      const local = this.#map.local(kind.location.netloc);
-      return local === undefined ? undefined : withNetloc(kind.location, local);
-    });
+    wanted.clear();
+    return rewrite();
   }
 
   /** Rewrites locations that name one of our local forwards back to the remote server. */

@@ -52,6 +52,62 @@ function readVarint(buf: Uint8Array, pos: number, end: number): [value: number, 
   throw new WireError("varint longer than 10 bytes");
 }
 
+/**
+ * Calls `visit` for each field of the message in `buf[start, end)`, in order; the
+ * allocation-free form of {@link readFields} for hot paths. `valueStart` is where
+ * a LEN field's payload begins. Throws {@link WireError} on malformed input.
+ */
+export function scanFields(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  visit: (
+    number: number,
+    wireType: number,
+    fieldStart: number,
+    valueStart: number,
+    fieldEnd: number,
+  ) => void,
+): void {
+  let pos = start;
+  while (pos < end) {
+    const fieldStart = pos;
+    // Tags below 128 (fields 1-15) are one byte: the common case, read inline.
+    let tag = buf[pos];
+    if (tag < 0x80) pos++;
+    else [tag, pos] = readVarint(buf, pos, end);
+    const number = Math.floor(tag / 8);
+    const wireType = tag % 8;
+    if (number < 1 || number > 0x1fffffff) throw new WireError(`bad field number ${number}`);
+    let valueStart = pos;
+    switch (wireType) {
+      case WireType.VARINT:
+        [, pos] = readVarint(buf, pos, end);
+        break;
+      case WireType.FIXED64:
+        pos += 8;
+        break;
+      case WireType.FIXED32:
+        pos += 4;
+        break;
+      case WireType.LEN: {
+        let length = buf[pos];
+        if (length < 0x80 && pos < end) valueStart = pos + 1;
+        else [length, valueStart] = readVarint(buf, pos, end);
+        pos = valueStart + length;
+        break;
+      }
+      case WireType.START_GROUP:
+        pos = skipGroup(buf, pos, end, number);
+        break;
+      default:
+        throw new WireError(`unexpected wire type ${wireType} for field ${number}`);
+    }
+    if (pos > end) throw new WireError(`field ${number} runs past the end of the message`);
+    visit(number, wireType, fieldStart, valueStart, pos);
+  }
+}
+
 /** Walks the fields of the message in `buf[start, end)`; throws {@link WireError} on malformed input. */
 export function* readFields(
   buf: Uint8Array,
