@@ -173,6 +173,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       verbose: options.verbose,
       log: (line) => logger.debug(line),
       logger,
+      sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
       initialBackoffMs: options.reconnectBackoffMs,
       onDown: (reason) => started.proxy?.setUnavailable(reason),
       onUp: (moved) => {

@@ -203,7 +203,7 @@ Deno.test("a password typed at ssh's prompt in a terminal (tmux)", async () => {
     using client = FlightTestClient.connect(url);
     assertEquals((await client.getFlightInfo(arrakisCommand("Count", {}))).endpoint.length, 2);
     await tmux("send-keys", "C-c");
-    await waitFor(async () => /shutting down/.test(await pane()), 10_000, "shutdown");
+    await waitFor(async () => /shutting down/.test(await pane()), 30_000, "shutdown");
   } finally {
     await tmux("kill-server");
   }

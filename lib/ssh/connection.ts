@@ -73,6 +73,12 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Extra environment for every ssh process (for example `SSH_ASKPASS`). */
   env?: Record<string, string>;
+  /**
+   * Remote environment variables for the keepalive session to report as it starts
+   * (see {@link SshConnection.sessionEnv}): the session every connection opens
+   * anyway, so reading them costs no second remote shell.
+   */
+  sessionEnv?: string[];
 }
 
 /** A local end of a forward; always on loopback. */
@@ -114,6 +120,50 @@ const MAX_CONTROL_PATH = 80;
 // Words that mean the same to every remote shell.
 const SAFE_REMOTE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
+/** Forwards waiting to go to ssh together. */
+type ForwardBatch = { spec: string; done: PromiseWithResolvers<boolean> }[];
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENV_BEGIN = "arrakis-proxy-value-of-";
+const ENV_END = "arrakis-proxy-end-of-";
+
+/**
+ * Reads `echo BEGIN NAME; printenv NAME; echo END NAME` output: a value is what
+ * comes between its two markers (whatever a chatty profile printed before is
+ * ignored). Resolves undefined if the session ends first.
+ */
+async function readSessionEnv(
+  stdout: ReadableStream<Uint8Array>,
+  names: string[],
+): Promise<Map<string, string> | undefined> {
+  const values = new Map<string, string>();
+  let current: string[] | undefined;
+  let buffered = "";
+  const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    while (values.size < names.length) {
+      const { value, done } = await reader.read();
+      if (done) return undefined;
+      buffered += value;
+      const lines = buffered.split("\n");
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        if (line.startsWith(ENV_BEGIN)) current = [];
+        else if (line.startsWith(ENV_END) && current) {
+          values.set(line.slice(ENV_END.length), current.join("\n").trim());
+          current = undefined;
+        } else current?.push(line);
+      }
+    }
+    return values;
+  } catch {
+    return undefined;
+  } finally {
+    // `cat` prints nothing more; stop reading.
+    reader.cancel().catch(() => undefined);
+  }
+}
+
 /** Ports handed out but not yet bound, shared so concurrent forwards never pick the same one. */
 const reservedPorts = new Set<number>();
 
@@ -134,6 +184,8 @@ export class SshConnection implements AsyncDisposable {
   #keepalive: Deno.ChildProcess | undefined;
   #keepaliveInput: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #keepaliveDone: Promise<unknown> = Promise.resolve();
+  #sessionEnv: Promise<Map<string, string> | undefined> = Promise.resolve(undefined);
+  #batch: ForwardBatch | undefined;
   #forwards = new Map<string, Promise<LocalAddress>>();
   #opened = new Map<string, LocalAddress>();
   #closing: Promise<void> | undefined;
@@ -237,7 +289,9 @@ export class SshConnection implements AsyncDisposable {
     const key = formatHostPort(host, remotePort);
     let pending = this.#forwards.get(key);
     if (pending === undefined) {
-      pending = this.#openForward(host, remotePort, key, options.localPort);
+      pending = options.localPort === undefined
+        ? this.#openBatched(host, remotePort, key)
+        : this.#openForward(host, remotePort, key, options.localPort);
       this.#forwards.set(key, pending);
       pending.catch(() => this.#forwards.delete(key));
     }
@@ -405,12 +459,37 @@ export class SshConnection implements AsyncDisposable {
     this.#masterPid = Number(pid);
   }
 
+  /**
+   * The value of a remote environment variable named in `sessionEnv`, as the
+   * keepalive session saw it ("" when unset); undefined when the session could
+   * not report it (then ask with {@link exec}).
+   */
+  sessionEnv(name: string): Promise<string | undefined> {
+    return this.#sessionEnv.then((values) => values?.get(name));
+  }
+
   #startKeepalive(): void {
-    const child = spawnSsh(this.#runner, [...this.#muxArgs(), "-T", "--", this.host, "cat"], {
+    const names = this.#options.sessionEnv ?? [];
+    for (const name of names) {
+      if (!ENV_NAME.test(name)) throw new TypeError(`invalid variable name ${name}`);
+    }
+    // One remote shell both opens the session (TCP_NODELAY, see the module docs)
+    // and reports the variables; `;`, printenv, echo and exec mean the same in
+    // sh, bash, zsh, csh, tcsh and fish.
+    const command = [
+      ...names.flatMap((name) => [
+        `echo ${ENV_BEGIN}${name};`,
+        `printenv ${name};`,
+        `echo ${ENV_END}${name};`,
+      ]),
+      "exec cat",
+    ].join(" ");
+    const child = spawnSsh(this.#runner, [...this.#muxArgs(), "-T", "--", this.host, command], {
       stdin: "piped",
-      stdout: "null",
+      stdout: names.length > 0 ? "piped" : "null",
       stderr: "null",
     });
+    if (names.length > 0) this.#sessionEnv = readSessionEnv(child.stdout, names);
     this.#keepalive = child;
     this.#keepaliveInput = child.stdin.getWriter();
     this.#keepaliveDone = child.status.then((status) => {
@@ -422,6 +501,50 @@ export class SshConnection implements AsyncDisposable {
           `ssh connection to ${this.host} was lost (keepalive session ended with exit ${status.code})`,
       });
     });
+  }
+
+  /**
+   * Forwards asked for in the same turn of the event loop go to ssh as one
+   * `-O forward -L … -L …` (discovery asks for every data server at once; one
+   * ssh process each cost ~30 ms apiece on a busy machine). If the batch fails
+   * (a port was taken meanwhile), each forward is asked for on its own, on the
+   * same port first: repeating a forward that exists is a no-op for the master.
+   */
+  #openBatched(host: string, port: number, key: string): Promise<LocalAddress> {
+    const localPort = reserveFreePort();
+    const request = Promise.withResolvers<boolean>();
+    if (!this.#batch) {
+      const batch: ForwardBatch = [];
+      this.#batch = batch;
+      setTimeout(() => this.#sendBatch(batch), 0);
+    }
+    this.#batch.push({ spec: forwardSpec(localPort, host, port), done: request });
+    return request.promise.then(async (ok) => {
+      reservedPorts.delete(localPort);
+      if (!ok) return await this.#openForward(host, port, key, localPort);
+      const local: LocalAddress = { host: "127.0.0.1", port: localPort };
+      this.#opened.set(key, local);
+      return local;
+    });
+  }
+
+  async #sendBatch(batch: ForwardBatch): Promise<void> {
+    this.#batch = undefined;
+    let ok = false;
+    try {
+      const result = await runSsh(this.#runner, [
+        ...this.#muxArgs(),
+        "-O",
+        "forward",
+        ...batch.flatMap(({ spec }) => ["-L", spec]),
+        "--",
+        this.host,
+      ]);
+      ok = result.code === 0;
+    } catch {
+      // Reported by the one-by-one attempts that follow.
+    }
+    for (const { done } of batch) done.resolve(ok);
   }
 
   async #openForward(

@@ -28,6 +28,8 @@ export interface RemoteShell {
   readonly host: string;
   /** Runs a fixed remote command. */
   exec(argv: readonly string[], options?: { login?: boolean }): Promise<SshResult>;
+  /** A variable the connection's own session already read, if it did. */
+  sessionEnv?(name: string): Promise<string | undefined>;
 }
 
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
@@ -108,7 +110,10 @@ export async function resolveRemoteServer(
   explicit?: string,
 ): Promise<RemoteServer> {
   if (explicit !== undefined) return parseServerUrl(explicit, "--server");
-  for (const login of [false, true]) {
+  // The keepalive session reads it as it opens, saving a remote shell start.
+  const seen = await conn.sessionEnv?.("ARRAKIS_SERVER");
+  if (seen) return parseServerUrl(seen, `remote ARRAKIS_SERVER on ${conn.host}`);
+  for (const login of seen === "" ? [true] : [false, true]) {
     const result = await conn.exec(["printenv", "ARRAKIS_SERVER"], { login });
     // 255 is ssh's own failure; printenv says "unset" with 1.
     if (result.code === 255) {

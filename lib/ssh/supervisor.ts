@@ -128,6 +128,11 @@ export class SshSupervisor implements AsyncDisposable {
     return local;
   }
 
+  /** A variable the current master's session read (see {@link SshConnection.sessionEnv}). */
+  sessionEnv(name: string): Promise<string | undefined> {
+    return this.#connection.sessionEnv(name);
+  }
+
   /** Runs a fixed remote command over the current master (see {@link SshConnection.exec}). */
   exec(argv: readonly string[], options?: { login?: boolean }): Promise<SshResult> {
     this.#assertUp();
