@@ -1,0 +1,107 @@
+/**
+ * `deno task test`: runs each test file in its own `deno test` process, two at a
+ * time, and prints one summary line (`N passed, N failed, N skipped`).
+ *
+ * Why not one `deno test --parallel`: Deno 2.9.6 can abort the whole process
+ * inside nghttp2 when an HTTP/2 session receives GOAWAY (denoland/deno#36788).
+ * The tests run real gRPC servers and clients in-process, so now and then a
+ * runner dies that way with every file in it. Here a file whose runner is killed
+ * by SIGABRT/SIGSEGV is run once more, and says so loudly; an assertion that
+ * fails is never retried. The product itself survives that crash by design
+ * (lib/isolated_proxy.ts).
+ *
+ * Usage: deno task test [FILE...] [-- DENO_TEST_ARGS...]
+ *
+ * @module
+ */
+
+const JOBS = Number(Deno.env.get("TEST_JOBS") ?? 2);
+const SLOW = ["tests/e2e_test.ts", "tests/reliability_test.ts", "tests/load_test.ts"];
+const root = new URL("../", import.meta.url).pathname;
+
+const separator = Deno.args.indexOf("--");
+const named = separator < 0 ? Deno.args : Deno.args.slice(0, separator);
+const extra = separator < 0 ? [] : Deno.args.slice(separator + 1);
+const files = named.length > 0 ? named : [...Deno.readDirSync(`${root}tests`)]
+  .filter((entry) => entry.isFile && entry.name.endsWith("_test.ts"))
+  .map((entry) => `tests/${entry.name}`)
+  // The longest first, so that the two workers finish together.
+  .sort((a, b) => (SLOW.indexOf(b) - SLOW.indexOf(a)) || a.localeCompare(b));
+
+interface Outcome {
+  file: string;
+  passed: number;
+  failed: number;
+  ignored: number;
+  ok: boolean;
+  seconds: number;
+}
+
+const decoder = new TextDecoder();
+
+function counts(output: string) {
+  // "ok | 17 passed (6 steps) | 0 failed | 1 ignored (12s)" or "FAILED | …"
+  const summary = [...output.matchAll(/^(?:ok|FAILED) \|.*$/gm)].at(-1)?.[0] ?? "";
+  const count = (word: string) => Number(new RegExp(`(\\d+) ${word}`).exec(summary)?.[1] ?? 0);
+  return {
+    found: summary !== "",
+    passed: count("passed"),
+    failed: count("failed"),
+    ignored: count("ignored"),
+  };
+}
+
+async function runFile(file: string): Promise<Outcome> {
+  for (let attempt = 1;; attempt++) {
+    const started = performance.now();
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "-A", ...extra, file],
+      cwd: root,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).output();
+    const seconds = (performance.now() - started) / 1000;
+    const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
+    const crashed = output.signal === "SIGABRT" || output.signal === "SIGSEGV" ||
+      output.code === 134 || output.code === 139;
+    console.log(`\n===== ${file} (${seconds.toFixed(0)} s, attempt ${attempt}) =====`);
+    console.log(text.trimEnd());
+    const { found, passed, failed, ignored } = counts(text);
+    if (crashed && attempt === 1) {
+      console.log(
+        `\n!!!!! ${file}: the deno test process was killed by ${
+          output.signal ?? `exit ${output.code}`
+        }${
+          /nghttp2/.test(text) ? " inside nghttp2 (denoland/deno#36788)" : ""
+        }; running the file once more`,
+      );
+      continue;
+    }
+    const ok = output.success && found;
+    return { file, passed, failed: ok ? failed : Math.max(failed, 1), ignored, ok, seconds };
+  }
+}
+
+const queue = [...files];
+const outcomes: Outcome[] = [];
+await Promise.all(
+  Array.from({ length: Math.min(JOBS, files.length) }, async () => {
+    for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+      outcomes.push(await runFile(file));
+    }
+  }),
+);
+
+console.log("\n===== summary =====");
+for (const o of outcomes.sort((a, b) => a.file.localeCompare(b.file))) {
+  console.log(
+    `${o.ok ? "ok    " : "FAILED"} ${o.file}: ${o.passed} passed, ${o.failed} failed, ` +
+      `${o.ignored} ignored (${o.seconds.toFixed(0)} s)`,
+  );
+}
+const total = (key: "passed" | "failed" | "ignored") =>
+  outcomes.reduce((sum, o) => sum + o[key], 0);
+console.log(`${total("passed")} passed, ${total("failed")} failed, ${total("ignored")} skipped`);
+Deno.exit(outcomes.every((o) => o.ok) ? 0 : 1);
