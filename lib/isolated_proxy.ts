@@ -38,6 +38,8 @@ export interface IsolatedProxyOptions {
   logger?: Logger;
   /** grpc-js options for the backend channel. */
   channelOptions?: grpc.ChannelOptions;
+  /** Pass the child's per-call detail to `logger.debug` (otherwise the child drops it). */
+  verbose?: boolean;
   /**
    * The command that runs a child; by default this program with
    * {@link PROXY_CHILD_FLAG} (the compiled binary itself, or `deno run main.ts`).
@@ -55,6 +57,7 @@ type ToChild =
     locations: [string, string][];
     channelOptions?: grpc.ChannelOptions;
     unavailable?: string;
+    verbose?: boolean;
   }
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }
@@ -281,6 +284,7 @@ class Child {
       locations: this.#locations.entries(),
       channelOptions: options.channelOptions,
       unavailable,
+      verbose: options.verbose,
     });
     while (true) {
       const next = await this.#messages.next();
@@ -391,7 +395,8 @@ export async function runProxyChild(): Promise<number> {
             backend: message.backend,
             listen: message.listen,
             locations,
-            logger,
+            // A line per call over the pipe costs; send it only when someone reads it.
+            logger: message.verbose ? logger : { ...logger, debug: () => {} },
             channelOptions: message.channelOptions,
           });
         } catch (error) {

@@ -153,6 +153,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     locations,
     logger,
     channelOptions: BACKEND_CHANNEL_OPTIONS,
+    verbose: options.verbose,
   });
   proxyStarting.catch(() => {/* awaited below, or at clean-up */});
   stack.defer(async () => {

@@ -23,6 +23,8 @@ import { startProxy } from "./fixtures/proxy_cli.ts";
 import { arrakisDescriptor, COUNT_ALL_COMMAND } from "../lib/flight/discovery.ts";
 import { readFields, WireType } from "../lib/flight/wire.ts";
 import { FLIGHT_SERVICE } from "../lib/flight/proto.ts";
+import { PROXY_CHILD_FLAG } from "../lib/isolated_proxy.ts";
+import { descendants } from "./fixtures/processes.ts";
 
 const MiB = 1 << 20;
 const CONCURRENT_INFOS = 1_000;
@@ -31,12 +33,14 @@ const CONCURRENT_DOGETS = 20;
 const ROWS_PER_BATCH = 262_144; // 4 MiB batches
 const BATCHES = 64; // 256 MiB per DoGet
 const SEQUENTIAL_INFOS = 100_000;
-const WARM_UP_INFOS = 2_000;
+// The child's heap settles after ~10,000 calls (RSS ~70 → ~200 MiB, then flat: measured in
+// steps of 10,000 up to 80,000); growth is judged from there.
+const WARM_UP_INFOS = 10_000;
 
 const pass = (bytes: Buffer) => bytes;
 
 function startCli(cluster: Cluster) {
-  return startProxy(["-q", "-l", "127.0.0.1:0", "-F", cluster.sshConfigPath, cluster.sshHost]);
+  return startProxy(["-l", "127.0.0.1:0", "-F", cluster.sshConfigPath, cluster.sshHost]);
 }
 
 function seconds(ms: number): string {
@@ -92,6 +96,19 @@ function varint(n: number): Buffer {
   for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
   out.push(n);
   return Buffer.from(out);
+}
+
+/** The proxy's gRPC child (see lib/isolated_proxy.ts) under the command's process. */
+function proxyChild(pid: number): number {
+  const [child] = descendants(pid).filter((candidate) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${candidate}/cmdline`).includes(PROXY_CHILD_FLAG);
+    } catch {
+      return false;
+    }
+  });
+  assert(child, "the proxy child process runs");
+  return child;
 }
 
 /** VmRSS in bytes and the number of open descriptors of `pid`. */
@@ -173,19 +190,27 @@ Deno.test("100,000 sequential GetFlightInfo: no memory or descriptor growth", as
   using client = FlightTestClient.connect(proxy.url);
   const descriptor = Buffer.from(arrakisDescriptor(COUNT_ALL_COMMAND));
   for (let i = 0; i < WARM_UP_INFOS; i++) await rawGetFlightInfo(client.client, descriptor);
-  const before = usage(proxy.child.pid);
+  // Both processes: the gRPC child does the work, the parent holds SSH and the map.
+  const processes = { "proxy child": proxyChild(proxy.child.pid), "parent": proxy.child.pid };
+  const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, usage(pid)]));
   const start = performance.now();
   for (let i = 0; i < SEQUENTIAL_INFOS; i++) await rawGetFlightInfo(client.client, descriptor);
   const ms = performance.now() - start;
-  const after = usage(proxy.child.pid);
-  const growth = after.rss - before.rss;
   console.log(
     `${SEQUENTIAL_INFOS} sequential GetFlightInfo: ${seconds(ms)} s ` +
-      `(${(ms * 1000 / SEQUENTIAL_INFOS).toFixed(0)} µs each); proxy VmRSS ` +
-      `${(before.rss / MiB).toFixed(1)} → ${(after.rss / MiB).toFixed(1)} MiB ` +
-      `(${growth >= 0 ? "+" : ""}${(growth / MiB).toFixed(1)} MiB), ` +
-      `fds ${before.fds} → ${after.fds}`,
+      `(${(ms * 1000 / SEQUENTIAL_INFOS).toFixed(0)} µs each)`,
   );
-  assert(growth < 20_000_000, `resident memory grew by ${growth} bytes`);
-  assert(after.fds <= before.fds, `open descriptors grew from ${before.fds} to ${after.fds}`);
+  for (const [name, pid] of Object.entries(processes)) {
+    const after = usage(pid);
+    const growth = after.rss - before[name].rss;
+    console.log(
+      `  ${name}: VmRSS ${(before[name].rss / MiB).toFixed(1)} → ${
+        (after.rss / MiB).toFixed(1)
+      } MiB ` +
+        `(${growth >= 0 ? "+" : ""}${(growth / MiB).toFixed(1)} MiB), ` +
+        `fds ${before[name].fds} → ${after.fds}`,
+    );
+    assert(growth < 20_000_000, `${name}: resident memory grew by ${growth} bytes`);
+    assert(after.fds <= before[name].fds, `${name}: open descriptors grew to ${after.fds}`);
+  }
 });
