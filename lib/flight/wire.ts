@@ -53,6 +53,52 @@ function readVarint(buf: Uint8Array, pos: number, end: number): [value: number, 
 }
 
 /**
+ * Reads the field that starts at `pos` into `field` (reused, so hot loops
+ * allocate nothing). Throws {@link WireError} on malformed input.
+ */
+function readField(buf: Uint8Array, pos: number, end: number, field: WireField): void {
+  field.start = pos;
+  // Tags below 128 (fields 1-15) are one byte: the common case, read inline.
+  let tag = buf[pos];
+  if (tag < 0x80) pos++;
+  else [tag, pos] = readVarint(buf, pos, end);
+  const number = Math.floor(tag / 8);
+  const wireType = tag % 8;
+  if (number < 1 || number > 0x1fffffff) throw new WireError(`bad field number ${number}`);
+  let valueStart = pos;
+  switch (wireType) {
+    case WireType.VARINT:
+      [, pos] = readVarint(buf, pos, end);
+      break;
+    case WireType.FIXED64:
+      pos += 8;
+      break;
+    case WireType.FIXED32:
+      pos += 4;
+      break;
+    case WireType.LEN: {
+      let length = buf[pos];
+      if (length < 0x80 && pos < end) valueStart = pos + 1;
+      else [length, valueStart] = readVarint(buf, pos, end);
+      pos = valueStart + length;
+      break;
+    }
+    case WireType.START_GROUP:
+      pos = skipGroup(buf, pos, end, number);
+      break;
+    default:
+      throw new WireError(`unexpected wire type ${wireType} for field ${number}`);
+  }
+  if (pos > end) throw new WireError(`field ${number} runs past the end of the message`);
+  field.number = number;
+  field.wireType = wireType;
+  field.valueStart = valueStart;
+  field.end = pos;
+}
+
+const emptyField = (): WireField => ({ number: 0, wireType: 0, start: 0, valueStart: 0, end: 0 });
+
+/**
  * Calls `visit` for each field of the message in `buf[start, end)`, in order; the
  * allocation-free form of {@link readFields} for hot paths. `valueStart` is where
  * a LEN field's payload begins. Throws {@link WireError} on malformed input.
@@ -69,42 +115,10 @@ export function scanFields(
     fieldEnd: number,
   ) => void,
 ): void {
-  let pos = start;
-  while (pos < end) {
-    const fieldStart = pos;
-    // Tags below 128 (fields 1-15) are one byte: the common case, read inline.
-    let tag = buf[pos];
-    if (tag < 0x80) pos++;
-    else [tag, pos] = readVarint(buf, pos, end);
-    const number = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (number < 1 || number > 0x1fffffff) throw new WireError(`bad field number ${number}`);
-    let valueStart = pos;
-    switch (wireType) {
-      case WireType.VARINT:
-        [, pos] = readVarint(buf, pos, end);
-        break;
-      case WireType.FIXED64:
-        pos += 8;
-        break;
-      case WireType.FIXED32:
-        pos += 4;
-        break;
-      case WireType.LEN: {
-        let length = buf[pos];
-        if (length < 0x80 && pos < end) valueStart = pos + 1;
-        else [length, valueStart] = readVarint(buf, pos, end);
-        pos = valueStart + length;
-        break;
-      }
-      case WireType.START_GROUP:
-        pos = skipGroup(buf, pos, end, number);
-        break;
-      default:
-        throw new WireError(`unexpected wire type ${wireType} for field ${number}`);
-    }
-    if (pos > end) throw new WireError(`field ${number} runs past the end of the message`);
-    visit(number, wireType, fieldStart, valueStart, pos);
+  const field = emptyField();
+  for (let pos = start; pos < end; pos = field.end) {
+    readField(buf, pos, end, field);
+    visit(field.number, field.wireType, field.start, field.valueStart, field.end);
   }
 }
 
@@ -114,56 +128,25 @@ export function* readFields(
   start = 0,
   end = buf.length,
 ): Generator<WireField> {
-  let pos = start;
-  while (pos < end) {
-    const fieldStart = pos;
-    const [tag, afterTag] = readVarint(buf, pos, end);
-    const number = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (number < 1 || number > 0x1fffffff) throw new WireError(`bad field number ${number}`);
-    pos = afterTag;
-    let valueStart = pos;
-    switch (wireType) {
-      case WireType.VARINT:
-        [, pos] = readVarint(buf, pos, end);
-        break;
-      case WireType.FIXED64:
-        pos += 8;
-        break;
-      case WireType.FIXED32:
-        pos += 4;
-        break;
-      case WireType.LEN: {
-        const [length, afterLength] = readVarint(buf, pos, end);
-        valueStart = afterLength;
-        pos = afterLength + length;
-        break;
-      }
-      case WireType.START_GROUP:
-        pos = skipGroup(buf, pos, end, number);
-        break;
-      default:
-        throw new WireError(`unexpected wire type ${wireType} for field ${number}`);
-    }
-    if (pos > end) throw new WireError(`field ${number} runs past the end of the message`);
-    yield { number, wireType, start: fieldStart, valueStart, end: pos };
+  for (let pos = start; pos < end;) {
+    const field = emptyField();
+    readField(buf, pos, end, field);
+    pos = field.end;
+    yield field;
   }
 }
 
 // Deprecated groups are rare but legal; they are kept verbatim like any unknown field.
 function skipGroup(buf: Uint8Array, pos: number, end: number, number: number): number {
+  const field = emptyField();
   while (pos < end) {
     const [tag, afterTag] = readVarint(buf, pos, end);
     if (tag % 8 === WireType.END_GROUP) {
       if (Math.floor(tag / 8) !== number) throw new WireError("mismatched end group");
       return afterTag;
     }
-    let last: WireField | undefined;
-    for (const field of readFields(buf, pos, end)) {
-      last = field;
-      break;
-    }
-    pos = last!.end;
+    readField(buf, pos, end, field);
+    pos = field.end;
   }
   throw new WireError("unterminated group");
 }
