@@ -34,13 +34,24 @@ function assertComparison(figures: Record<string, unknown>, key: string): void {
 Deno.test("deno task bench --quick writes a report with every figure", async () => {
   const out = await Deno.makeTempFile({ suffix: ".json" });
   try {
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--config", CONFIG, MAIN, "--quick", "--out", out],
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(240_000),
-    }).output();
-    const stderr = new TextDecoder().decode(run.stderr);
+    const bench = () =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--config", CONFIG, MAIN, "--quick", "--out", out],
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(240_000),
+      }).output();
+    let run = await bench();
+    let stderr = new TextDecoder().decode(run.stderr);
+    // The bench runs a bare FlightProxy in a child (to measure it alone), and Deno 2.9.6
+    // can abort such a process inside nghttp2 (denoland/deno#36788; the product
+    // restarts its proxy process, see lib/isolated_proxy.ts). Only that crash, and
+    // only once, earns a second run.
+    if (run.code !== 0 && /exited unexpectedly .*"signal":"SIG(SEGV|ABRT)"/.test(stderr)) {
+      console.log(`bench crashed in Deno, running it once more:\n${stderr}`);
+      run = await bench();
+      stderr = new TextDecoder().decode(run.stderr);
+    }
     assertEquals(run.code, 0, stderr);
     const report = JSON.parse(await Deno.readTextFile(out));
     assertEquals(report.mode, "quick");
