@@ -15,7 +15,8 @@
  * @module
  */
 import { FlightProxy } from "./flight/proxy.ts";
-import { LocationMap } from "./flight/locations.ts";
+import { LocationMap, type ParsedLocation } from "./flight/locations.ts";
+import { discoverEndpoints } from "./flight/discovery.ts";
 import type { grpc } from "./deps.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
@@ -61,13 +62,15 @@ type ToChild =
   }
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }
-  | { type: "set"; remote: string; local: string };
+  | { type: "set"; remote: string; local: string }
+  | { type: "discover"; id: number };
 
 type FromChild =
   | { type: "ready"; address: string }
   | { type: "failed"; message: string }
   | { type: "resolve"; id: number; host: string; port: number; netloc: string }
-  | { type: "log"; level: keyof Logger; message: string };
+  | { type: "log"; level: keyof Logger; message: string }
+  | { type: "discovered"; id: number; endpoints?: ParsedLocation[]; error?: string };
 
 /** The argv that runs this program as a proxy child. */
 function defaultChildCommand(): string[] {
@@ -181,6 +184,15 @@ export class IsolatedProxy implements AsyncDisposable {
     await this.#child.stop();
   }
 
+  /**
+   * The endpoints the server lists for a Count over every channel (see
+   * `discoverEndpoints`), asked by the child: all gRPC stays in the process that
+   * may crash, so a GOAWAY during discovery cannot take the SSH side down.
+   */
+  discover(): Promise<ParsedLocation[]> {
+    return this.#child.discover();
+  }
+
   /** While set, every call is answered UNAVAILABLE with this reason. */
   setUnavailable(reason: string | undefined): void {
     this.#unavailable = reason;
@@ -244,6 +256,8 @@ class Child {
   #messages: AsyncGenerator<unknown>;
   #logger: Logger;
   #locations: LocationMap;
+  #discoveries = new Map<number, PromiseWithResolvers<ParsedLocation[]>>();
+  #nextId = 0;
 
   private constructor(process: Deno.ChildProcess, options: IsolatedProxyOptions, logger: Logger) {
     this.process = process;
@@ -263,6 +277,16 @@ class Child {
       stderr: "piped",
     }).spawn();
     return new Child(process, options, logger);
+  }
+
+  discover(): Promise<ParsedLocation[]> {
+    const id = this.#nextId++;
+    const waiter = Promise.withResolvers<ParsedLocation[]>();
+    this.#discoveries.set(id, waiter);
+    this.send({ type: "discover", id });
+    // A child that dies meanwhile never answers.
+    this.process.status.then(() => waiter.reject(new Error("the proxy process died")));
+    return waiter.promise.finally(() => this.#discoveries.delete(id));
   }
 
   send(message: ToChild): void {
@@ -337,6 +361,12 @@ class Child {
       case "log":
         this.#logger[message.level]?.(message.message);
         break;
+      case "discovered": {
+        const waiter = this.#discoveries.get(message.id);
+        if (message.endpoints) waiter?.resolve(message.endpoints);
+        else waiter?.reject(new Error(message.error ?? "discovery failed"));
+        break;
+      }
     }
   }
 
@@ -376,11 +406,13 @@ export async function runProxyChild(): Promise<number> {
   const pending = new Map<number, { resolve(local: string): void; reject(e: Error): void }>();
   let nextId = 0;
   let proxy: FlightProxy | undefined;
+  let backend = "";
 
   for await (const raw of jsonLines(Deno.stdin.readable)) {
     const message = raw as ToChild;
     switch (message.type) {
       case "start": {
+        backend = message.backend;
         const locations = new LocationMap(
           message.locations,
           (remote) =>
@@ -420,6 +452,14 @@ export async function runProxyChild(): Promise<number> {
       case "set":
         proxy?.locations.set(message.remote, message.local);
         break;
+      case "discover": {
+        const { id } = message;
+        discoverEndpoints(backend).then(
+          (endpoints) => out({ type: "discovered", id, endpoints }),
+          (error) => out({ type: "discovered", id, error: (error as Error).message }),
+        );
+        break;
+      }
     }
   }
   await proxy?.close();

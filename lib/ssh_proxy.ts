@@ -12,7 +12,6 @@ import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./isolated_proxy.ts";
 import { formatNetloc, LocationMap, type LocationResolver } from "./flight/locations.ts";
-import { discoverEndpoints } from "./flight/discovery.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
 
@@ -207,9 +206,15 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const infoLocal = await locations.resolve({ ...server, netloc: infoNetloc });
   options.signal?.throwIfAborted();
 
+  backend.resolve(`grpc://${infoLocal}`);
+  const proxy = stack.use(await proxyStarting);
+  started.proxy = proxy;
+  options.signal?.throwIfAborted();
+
   try {
     logger.progress?.("listing endpoints…");
-    const endpoints = await discoverEndpoints(`grpc://${infoLocal}`);
+    // Asked through the proxy process: this one speaks no HTTP/2 (see isolated_proxy.ts).
+    const endpoints = await proxy.discover();
     let forwarded = 0;
     const total = endpoints.length + 1; // the info server counts as one
     logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
@@ -227,9 +232,6 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   }
   options.signal?.throwIfAborted();
 
-  backend.resolve(`grpc://${infoLocal}`);
-  const proxy = stack.use(await proxyStarting);
-  started.proxy = proxy;
   logger.progress?.("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   const url = `grpc://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${

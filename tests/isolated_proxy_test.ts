@@ -78,12 +78,28 @@ Deno.test("the child answers like the proxy; new endpoints are resolved by the p
     resolved.sort(),
     backend.ready.data.map((d: { address: string }) => d.address).sort(),
   );
+  // The state travels to the child over its pipe: wait for it to take effect.
   proxy.setUnavailable("SSH connection to login lost, reconnecting");
-  const refused = await client.getFlightInfo(arrakisCommand("Count", {})).catch((e) => e);
-  assertEquals(refused.code, grpc.status.UNAVAILABLE);
-  assertMatch(refused.details, /SSH connection to login lost/);
+  let refused: grpc.ServiceError | undefined;
+  await waitFor(
+    async () => {
+      refused = await client.getFlightInfo(arrakisCommand("Count", {})).then(
+        () => undefined,
+        (e) => e,
+      );
+      return refused !== undefined;
+    },
+    5000,
+    "the child to refuse calls",
+  );
+  assertEquals(refused!.code, grpc.status.UNAVAILABLE);
+  assertMatch(refused!.details, /SSH connection to login lost/);
   proxy.setUnavailable(undefined);
-  await client.getFlightInfo(arrakisCommand("Count", {}));
+  await waitFor(
+    () => client.getFlightInfo(arrakisCommand("Count", {})).then(() => true, () => false),
+    5000,
+    "the child to serve again",
+  );
   client.close();
   await backend.stop();
   backend = undefined!;
