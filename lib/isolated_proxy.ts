@@ -20,6 +20,7 @@ import { discoverEndpoints } from "./flight/discovery.ts";
 import type { grpc } from "./deps.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
+import { readLines } from "./lines.ts";
 
 /** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
 export const PROXY_CHILD_FLAG = "--internal-proxy-child";
@@ -93,16 +94,7 @@ function defaultChildCommand(): string[] {
 const encoder = new TextEncoder();
 
 async function* jsonLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
-  let buffered = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += text;
-    let newline;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-      if (line.trim() !== "") yield JSON.parse(line);
-    }
-  }
+  for await (const line of readLines(stream)) if (line.trim() !== "") yield JSON.parse(line);
 }
 
 /** Restart delays after consecutive crashes: quick first, then at most every 10 s. */
