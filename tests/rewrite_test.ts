@@ -180,3 +180,32 @@ Deno.test("without a resolver, unknown endpoints pass unchanged (a static map, l
     "grpc://elsewhere:1",
   ]);
 });
+
+Deno.test("kafka:// and other transports pass unchanged: noted once, never forwarded", async () => {
+  const asked: string[] = [];
+  const map = new LocationMap([], (remote) => {
+    asked.push(remote.netloc);
+    return Promise.resolve("127.0.0.1:41009");
+  });
+  const warnings: string[] = [];
+  const notes: string[] = [];
+  const rewriter = new LocationRewriter(map, (w) => warnings.push(w), (n) => notes.push(n));
+  const bytes = flightType("FlightInfo").encode({
+    endpoint: [
+      { location: [{ uri: "kafka://broker-1:9092" }, { uri: "grpc://data-a:40001" }] },
+      { location: [{ uri: "kafka://broker-1:9092,broker-2:9092" }] },
+    ],
+  }).finish();
+  for (let i = 0; i < 2; i++) {
+    const out = await rewriter.toLocal(bytes, Shapes.FlightInfo);
+    assertEquals(collectLocations(out, Shapes.FlightInfo), [
+      "kafka://broker-1:9092",
+      "grpc://127.0.0.1:41009",
+      "kafka://broker-1:9092,broker-2:9092",
+    ]);
+  }
+  assertEquals(asked, ["data-a:40001"], "only the gRPC location is forwarded");
+  assertEquals(warnings, []);
+  assertEquals(notes.length, 2, "one note per URI, however often it is seen");
+  assert(notes[0].includes("kafka://broker-1:9092") && notes[0].includes("not a gRPC location"));
+});

@@ -32,7 +32,17 @@ export interface ParsedLocation {
 export type LocationKind =
   | { kind: "reuse-connection" }
   | { kind: "endpoint"; location: ParsedLocation }
+  /** Not a gRPC location (`kafka://…`): clients use it as it is, so it passes unchanged. */
+  | { kind: "other-scheme"; scheme: string }
+  /** A gRPC location the proxy cannot make sense of; passes unchanged. */
   | { kind: "unsupported"; reason: string };
+
+/**
+ * Schemes an SSH TCP forward can carry. Others name other transports (Kafka
+ * brokers advertise their own addresses, so a port forward cannot reach them).
+ */
+const FORWARDABLE_SCHEMES = new Set(["grpc", "grpc+tcp", "grpc+tls"]);
+const SCHEME_RE = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 
 const LOCATION_RE =
   /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]\s]+):(\d+)(.*)$/s;
@@ -43,22 +53,28 @@ export function formatNetloc(host: string, port: number): string {
 }
 
 /**
- * Classifies a location URI. Endpoints are `scheme://host:port[rest]` with a valid
- * host and a port in 1..65535; anything else is passed on unchanged by the proxy.
+ * Classifies a location URI. Endpoints are `grpc[+tcp|+tls]://host:port[rest]` with
+ * a valid host and a port in 1..65535; anything else is passed on unchanged by the
+ * proxy.
  *
  * @example
  * ```ts
  * classifyLocation("grpc://data-a:40001"); // { kind: "endpoint", location: { netloc: "data-a:40001", … } }
  * classifyLocation("arrow-flight-reuse-connection://?"); // { kind: "reuse-connection" }
+ * classifyLocation("kafka://broker:9092"); // { kind: "other-scheme", scheme: "kafka" }
  * ```
  */
 export function classifyLocation(uri: string): LocationKind {
   if (uri === REUSE_CONNECTION || uri.startsWith("arrow-flight-reuse-connection:")) {
     return { kind: "reuse-connection" };
   }
+  const scheme = SCHEME_RE.exec(uri)?.[1].toLowerCase();
+  if (scheme !== undefined && !FORWARDABLE_SCHEMES.has(scheme)) {
+    return { kind: "other-scheme", scheme };
+  }
   const match = LOCATION_RE.exec(uri);
   if (!match) return { kind: "unsupported", reason: "no host:port in the URI" };
-  const [, scheme, rawHost, rawPort, rest] = match;
+  const [, rawScheme, rawHost, rawPort, rest] = match;
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
   const port = Number(rawPort);
   if (!isValidHost(host)) return { kind: "unsupported", reason: `invalid host ${rawHost}` };
@@ -67,7 +83,13 @@ export function classifyLocation(uri: string): LocationKind {
   }
   return {
     kind: "endpoint",
-    location: { scheme: scheme.toLowerCase(), host, port, netloc: formatNetloc(host, port), rest },
+    location: {
+      scheme: rawScheme.toLowerCase(),
+      host,
+      port,
+      netloc: formatNetloc(host, port),
+      rest,
+    },
   };
 }
 

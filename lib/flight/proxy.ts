@@ -145,7 +145,11 @@ export class FlightProxy implements AsyncDisposable {
     this.address = address;
     this.locations = locations;
     this.#logger = logger;
-    this.#rewriter = new LocationRewriter(locations, (message) => logger.warn(message));
+    this.#rewriter = new LocationRewriter(
+      locations,
+      (message) => logger.warn(message),
+      (message) => logger.debug(message),
+    );
   }
 
   /** The URL clients use: `grpc://host:port`. */

@@ -208,16 +208,24 @@ export class EndpointUnavailableError extends Error {
 
 /**
  * Points locations at local forwards (responses) and back at the remote servers
- * (requests that carry locations), warning once for each URI it cannot handle.
+ * (requests that carry locations). Once for each URI it passes on unchanged, it
+ * warns (a gRPC location it cannot parse) or notes (another transport, such as
+ * `kafka://`, which clients use as it is).
  */
 export class LocationRewriter {
   #map: LocationMap;
   #warn: (message: string) => void;
-  #warned = new Set<string>();
+  #note: (message: string) => void;
+  #seen = new Set<string>();
 
-  constructor(map: LocationMap, warn: (message: string) => void = () => {}) {
+  constructor(
+    map: LocationMap,
+    warn: (message: string) => void = () => {},
+    note: (message: string) => void = () => {},
+  ) {
     this.#map = map;
     this.#warn = warn;
+    this.#note = note;
   }
 
   /**
@@ -264,9 +272,16 @@ export class LocationRewriter {
 
   #classify(uri: string) {
     const kind = classifyLocation(uri);
-    if (kind.kind === "unsupported" && uri !== "" && !this.#warned.has(uri)) {
-      this.#warned.add(uri);
+    if (uri === "" || this.#seen.has(uri)) return kind;
+    if (kind.kind === "unsupported") {
+      this.#seen.add(uri);
       this.#warn(`location ${JSON.stringify(uri)} passed on unchanged: ${kind.reason}`);
+    } else if (kind.kind === "other-scheme") {
+      this.#seen.add(uri);
+      this.#note(
+        `location ${JSON.stringify(uri)} passed on unchanged: ${kind.scheme}:// is not ` +
+          `a gRPC location, clients reach it themselves`,
+      );
     }
     return kind;
   }
