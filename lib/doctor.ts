@@ -203,20 +203,20 @@ export async function doctor(
     let endpoints;
     try {
       const listed = await timed(() => discoverEndpoints(`grpc://${infoLocal}`, timeoutMs));
-      endpoints = listed.value;
+      endpoints = listed.value.endpoints;
       check({
         name: "endpoints",
         ok: true,
-        detail: `${endpoints.length} data server(s): ${
-          endpoints.map((e) => e.netloc).join(", ") || "none"
-        }`,
+        detail: `${endpoints.length} data server(s) from the ${
+          listed.value.method === "scope-map" ? "scope-map action" : "Count over all channels"
+        }: ${endpoints.map((e) => e.netloc).join(", ") || "none"}`,
         ms: listed.ms,
       });
     } catch (error) {
       check({
         name: "endpoints",
         ok: false,
-        detail: `Count over all channels: ${errorText(error)}`,
+        detail: errorText(error),
       });
       return result;
     }

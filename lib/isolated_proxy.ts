@@ -15,8 +15,8 @@
  * @module
  */
 import { FlightProxy } from "./flight/proxy.ts";
-import { LocationMap, type ParsedLocation } from "./flight/locations.ts";
-import { discoverEndpoints } from "./flight/discovery.ts";
+import { LocationMap } from "./flight/locations.ts";
+import { discoverEndpoints, type Discovery } from "./flight/discovery.ts";
 import type { grpc } from "./deps.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
@@ -71,7 +71,7 @@ type FromChild =
   | { type: "failed"; message: string }
   | { type: "resolve"; id: number; host: string; port: number; netloc: string }
   | { type: "log"; level: keyof Logger; message: string }
-  | { type: "discovered"; id: number; endpoints?: ParsedLocation[]; error?: string };
+  | { type: "discovered"; id: number; discovery?: Discovery; error?: string };
 
 /** The argv that runs this program as a proxy child. */
 function defaultChildCommand(): string[] {
@@ -181,7 +181,7 @@ export class IsolatedProxy implements AsyncDisposable {
    * `discoverEndpoints`), asked by the child: all gRPC stays in the process that
    * may crash, so a GOAWAY during discovery cannot take the SSH side down.
    */
-  discover(): Promise<ParsedLocation[]> {
+  discover(): Promise<Discovery> {
     return this.#child.discover();
   }
 
@@ -248,7 +248,7 @@ class Child {
   #messages: AsyncGenerator<unknown>;
   #logger: Logger;
   #locations: LocationMap;
-  #discoveries = new Map<number, PromiseWithResolvers<ParsedLocation[]>>();
+  #discoveries = new Map<number, PromiseWithResolvers<Discovery>>();
   #nextId = 0;
 
   private constructor(process: Deno.ChildProcess, options: IsolatedProxyOptions, logger: Logger) {
@@ -271,9 +271,9 @@ class Child {
     return new Child(process, options, logger);
   }
 
-  discover(): Promise<ParsedLocation[]> {
+  discover(): Promise<Discovery> {
     const id = this.#nextId++;
-    const waiter = Promise.withResolvers<ParsedLocation[]>();
+    const waiter = Promise.withResolvers<Discovery>();
     this.#discoveries.set(id, waiter);
     this.send({ type: "discover", id });
     // A child that dies meanwhile never answers.
@@ -355,7 +355,7 @@ class Child {
         break;
       case "discovered": {
         const waiter = this.#discoveries.get(message.id);
-        if (message.endpoints) waiter?.resolve(message.endpoints);
+        if (message.discovery) waiter?.resolve(message.discovery);
         else waiter?.reject(new Error(message.error ?? "discovery failed"));
         break;
       }
@@ -447,7 +447,7 @@ export async function runProxyChild(): Promise<number> {
       case "discover": {
         const { id } = message;
         discoverEndpoints(backend).then(
-          (endpoints) => out({ type: "discovered", id, endpoints }),
+          (discovery) => out({ type: "discovered", id, discovery }),
           (error) => out({ type: "discovered", id, error: (error as Error).message }),
         );
         break;

@@ -214,7 +214,12 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   try {
     logger.progress?.("listing endpoints…");
     // Asked through the proxy process: this one speaks no HTTP/2 (see isolated_proxy.ts).
-    const endpoints = await proxy.discover();
+    const { endpoints, method, ignored } = await proxy.discover();
+    logger.debug(
+      `${endpoints.length} data server(s) listed by the ${
+        method === "scope-map" ? "server's scope-map action" : "Count over every channel"
+      }${ignored.length ? `; not forwarded: ${ignored.join(", ")}` : ""}`,
+    );
     let forwarded = 0;
     const total = endpoints.length + 1; // the info server counts as one
     logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);

@@ -1,6 +1,12 @@
 /**
- * Asks an Arrakis info server for every endpoint it knows: a `Count` over all
- * channels answers one endpoint per data server.
+ * Asks an Arrakis info server for every data server it routes to, so the proxy
+ * can forward them all before the first client asks.
+ *
+ * The server's own answer comes first: its `scope-map` action lists every data
+ * server by URL (what the real client's `Client.endpoints()` reads). A server
+ * without that action (older releases, other Flight services) is asked a `Count`
+ * over every channel, shaped as the real client sends it, whose answer has one
+ * endpoint per data server.
  *
  * @module
  */
@@ -11,11 +17,22 @@ import { collectLocations, Shapes } from "./rewrite.ts";
 import { classifyLocation, type ParsedLocation } from "./locations.ts";
 import { backendTarget } from "./proxy.ts";
 
-/** The Arrakis command whose answer lists every data server. */
+/** The Arrakis command whose answer lists every data server (the real client's Count). */
 export const COUNT_ALL_COMMAND = {
   request: "Count",
-  args: { pattern: ".*", data_type: [], min_rate: 0, max_rate: 4294967295, publisher: [] },
+  args: {
+    pattern: ".*",
+    data_type: [],
+    min_rate: 0,
+    max_rate: 4294967295,
+    publisher: [],
+    time: null,
+    replay_id: null,
+  },
 };
+
+/** The Arrakis action that lists every data server the info server routes to. */
+export const SCOPE_MAP_ACTION = "scope-map";
 
 /** Encodes an Arrakis command as a CMD FlightDescriptor. */
 export function arrakisDescriptor(command: { request: string; args: unknown }): Uint8Array {
@@ -25,16 +42,26 @@ export function arrakisDescriptor(command: { request: string; args: unknown }): 
   }).finish();
 }
 
+const pass = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+
+function rawClient(url: string): grpc.Client {
+  return new grpc.Client(backendTarget(url), grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": -1,
+    "grpc.enable_channelz": 0,
+  });
+}
+
+function callError(error: grpc.ServiceError): Error {
+  return new Error(error.details || error.message);
+}
+
 /** One raw GetFlightInfo call; resolves to the encoded FlightInfo. */
 export function getFlightInfoBytes(
   url: string,
   descriptor: Uint8Array,
   timeoutMs = 10_000,
 ): Promise<Uint8Array> {
-  const client = new grpc.Client(backendTarget(url), grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": -1,
-  });
-  const pass = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const client = rawClient(url);
   return new Promise<Uint8Array>((resolve, reject) => {
     client.makeUnaryRequest<Uint8Array, Uint8Array>(
       `/${FLIGHT_SERVICE}/GetFlightInfo`,
@@ -43,25 +70,115 @@ export function getFlightInfoBytes(
       descriptor,
       new grpc.Metadata(),
       { deadline: Date.now() + timeoutMs },
-      (error, value) => error ? reject(new Error(error.details || error.message)) : resolve(value!),
+      (error, value) => error ? reject(callError(error)) : resolve(value!),
     );
   }).finally(() => client.close());
 }
 
-/**
- * The distinct remote endpoints (`host:port`) the info server at `url` hands out
- * for a Count over every channel. Reuse-connection and empty locations name no
- * other server and are left out.
- */
-export async function discoverEndpoints(
+/** One DoAction call with an empty body; resolves to the bodies of its results. */
+export function doActionBodies(
   url: string,
-  timeoutMs?: number,
-): Promise<ParsedLocation[]> {
-  const info = await getFlightInfoBytes(url, arrakisDescriptor(COUNT_ALL_COMMAND), timeoutMs);
+  type: string,
+  timeoutMs = 10_000,
+): Promise<Uint8Array[]> {
+  const client = rawClient(url);
+  const action = flightType("Action").encode({ type, body: new Uint8Array() }).finish();
+  const Result = flightType("Result");
+  return new Promise<Uint8Array[]>((resolve, reject) => {
+    const bodies: Uint8Array[] = [];
+    const call = client.makeServerStreamRequest<Uint8Array, Uint8Array>(
+      `/${FLIGHT_SERVICE}/DoAction`,
+      pass,
+      (b) => b,
+      action,
+      new grpc.Metadata(),
+      { deadline: Date.now() + timeoutMs },
+    );
+    call.on("data", (bytes: Uint8Array) => {
+      bodies.push((Result.decode(bytes) as unknown as { body: Uint8Array }).body);
+    });
+    call.on("error", (error: grpc.ServiceError) => reject(callError(error)));
+    call.on("end", () => resolve(bodies));
+  }).finally(() => client.close());
+}
+
+/** How {@link discoverEndpoints} found the data servers. */
+export type DiscoveryMethod = "scope-map" | "count";
+
+/** What {@link discoverEndpoints} found. */
+export interface Discovery {
+  /** Distinct remote endpoints, one per data server. */
+  endpoints: ParsedLocation[];
+  /** Which question the server answered. */
+  method: DiscoveryMethod;
+  /** Names the server gave that are not endpoints the proxy can forward. */
+  ignored: string[];
+}
+
+/**
+ * The data server URLs in a `scope-map` action's answer
+ * (`{"endpoints": {"grpc://data-a:40001": {...}, ...}}`). Throws when the answer
+ * is not shaped like that: the remote side is validated, not trusted.
+ *
+ * @example
+ * ```ts
+ * const body = new TextEncoder().encode('{"endpoints": {"grpc://data-a:40001": {}}}');
+ * scopeMapUrls(body); // ["grpc://data-a:40001"]
+ * ```
+ */
+export function scopeMapUrls(body: Uint8Array): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch (error) {
+    throw new Error(`the scope map is not JSON (${(error as Error).message})`);
+  }
+  const endpoints = (parsed as { endpoints?: unknown } | null)?.endpoints;
+  if (typeof endpoints !== "object" || endpoints === null || Array.isArray(endpoints)) {
+    throw new Error("the scope map has no endpoints object");
+  }
+  return Object.keys(endpoints);
+}
+
+function distinctEndpoints(uris: Iterable<string>): Pick<Discovery, "endpoints" | "ignored"> {
   const found = new Map<string, ParsedLocation>();
-  for (const uri of collectLocations(info, Shapes.FlightInfo)) {
+  const ignored: string[] = [];
+  for (const uri of uris) {
     const kind = classifyLocation(uri);
     if (kind.kind === "endpoint") found.set(kind.location.netloc, kind.location);
+    // The info server's own data: reached through its forward already.
+    else if (kind.kind !== "reuse-connection" && uri !== "") ignored.push(uri);
   }
-  return [...found.values()];
+  return { endpoints: [...found.values()], ignored };
+}
+
+/**
+ * The distinct remote endpoints (`host:port`) of the data servers behind the info
+ * server at `url`: from its `scope-map` action, else from a Count over every
+ * channel. Reuse-connection and empty locations name no other server and are left
+ * out. Throws when the server answers neither.
+ *
+ * @example
+ * ```ts
+ * const { endpoints, method } = await discoverEndpoints("grpc://127.0.0.1:41001");
+ * // endpoints: [{ netloc: "data-a:40001", … }, …], method: "scope-map"
+ * ```
+ */
+export async function discoverEndpoints(url: string, timeoutMs?: number): Promise<Discovery> {
+  let scopeMapError: Error;
+  try {
+    const bodies = await doActionBodies(url, SCOPE_MAP_ACTION, timeoutMs);
+    if (bodies.length !== 1) throw new Error(`${bodies.length} results, expected 1`);
+    return { ...distinctEndpoints(scopeMapUrls(bodies[0])), method: "scope-map" };
+  } catch (error) {
+    scopeMapError = error as Error;
+  }
+  try {
+    const info = await getFlightInfoBytes(url, arrakisDescriptor(COUNT_ALL_COMMAND), timeoutMs);
+    return { ...distinctEndpoints(collectLocations(info, Shapes.FlightInfo)), method: "count" };
+  } catch (error) {
+    throw new Error(
+      `scope-map action: ${scopeMapError.message}; Count: ${(error as Error).message}`,
+    );
+  }
 }
