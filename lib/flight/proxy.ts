@@ -45,10 +45,15 @@ export interface FlightProxyOptions {
   channelOptions?: grpc.ChannelOptions;
 }
 
-/** Unlimited message sizes: Arrow record batches of 64 MiB and more must pass. */
+/**
+ * Unlimited message sizes: Arrow record batches of 64 MiB and more must pass.
+ * Channelz (grpc-js's call statistics, on by default) is off: it books every
+ * call and nothing here reads it.
+ */
 const UNLIMITED = {
   "grpc.max_receive_message_length": -1,
   "grpc.max_send_message_length": -1,
+  "grpc.enable_channelz": 0,
 };
 
 /**
