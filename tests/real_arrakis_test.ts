@@ -12,40 +12,20 @@ import { findProcesses, waitFor } from "./fixtures/processes.ts";
 import { requirePython } from "./fixtures/python.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
 import type { RealDeploymentKind } from "./fixtures/real_arrakis.ts";
+import {
+  lastJson,
+  pythonEnv,
+  REAL_CHANNEL_LIST,
+  REAL_CLIENT,
+  snapshotInside,
+} from "./fixtures/real_client.ts";
 
 const python = requirePython();
-const CLIENT = new URL("./fixtures/real_client.py", import.meta.url).pathname;
-const CHANNELS = [...REAL_CHANNELS.H1, ...REAL_CHANNELS.L1];
+const CLIENT = REAL_CLIENT;
+const CHANNELS = REAL_CHANNEL_LIST;
 
 function sshArgs(cluster: Cluster): string[] {
   return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
-}
-
-/** Environment for local Python runs: gpstime's cache goes to a temp dir, not root's home. */
-async function pythonEnv(): Promise<Record<string, string>> {
-  return { XDG_CACHE_HOME: await Deno.makeTempDir({ prefix: "arrakis-pycache-" }) };
-}
-
-/** The last stdout line as JSON (the client script prints one). */
-function lastJson(stdout: string, stderr: string): Record<string, unknown> {
-  const line = stdout.trim().split("\n").at(-1);
-  assert(line?.startsWith("{"), `no JSON line on stdout:\n${stdout}\n${stderr}`);
-  return JSON.parse(line!);
-}
-
-/** Runs the client script inside the namespace, straight at the info server, no proxy. */
-async function snapshotInside(cluster: Cluster): Promise<Record<string, unknown>> {
-  const dir = await Deno.makeTempDir({ prefix: "arrakis-pyhome-" });
-  const output = await cluster.netns.spawn([python.python, CLIENT, "snapshot", ...CHANNELS], {
-    env: { ARRAKIS_SERVER: `grpc://${cluster.info.name}:${cluster.info.port}`, HOME: dir },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  assert(output.success, `direct client failed:\n${decode(output.stderr)}`);
-  await Deno.remove(dir, { recursive: true });
-  return lastJson(decode(output.stdout), decode(output.stderr));
 }
 
 /** `forwarding 127.0.0.1:PORT → data-a:40001` lines on stderr: the remote targets. */
