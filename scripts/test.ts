@@ -16,7 +16,13 @@
  */
 
 const JOBS = Number(Deno.env.get("TEST_JOBS") ?? 2);
-const SLOW = ["tests/e2e_test.ts", "tests/reliability_test.ts", "tests/load_test.ts"];
+const SLOW = [
+  "tests/e2e_test.ts",
+  "tests/reliability_test.ts",
+  "tests/load_test.ts",
+  "tests/real_arrakis_test.ts",
+  "tests/arrakis_proxy_module_test.ts",
+];
 const root = new URL("../", import.meta.url).pathname;
 
 const separator = Deno.args.indexOf("--");

@@ -14,7 +14,7 @@ import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
 import { FlightProxy } from "../lib/flight/proxy.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
 import { type RealServer, startRealServer } from "./fixtures/real_server.ts";
-import { pythonEnv, venvBin } from "./fixtures/python.ts";
+import { pythonEnv, requirePython } from "./fixtures/python.ts";
 
 const CALLS = new URL("./fixtures/py/flight_calls.py", import.meta.url).pathname;
 
@@ -83,7 +83,7 @@ async function dataServer(domain: string): Promise<RealServer> {
 
 // deno-lint-ignore no-explicit-any
 async function flightCalls(url: string, redirects: Record<string, string> = {}): Promise<any> {
-  const output = await new Deno.Command(venvBin("python"), {
+  const output = await new Deno.Command(requirePython().python, {
     args: [CALLS, url, STREAM, JSON.stringify(redirects)],
     env: await pythonEnv(),
     stdout: "piped",
