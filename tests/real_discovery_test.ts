@@ -1,0 +1,81 @@
+/**
+ * Start-up discovery through the real command against the real info server in
+ * the namespace: every data server forwarded before the ready line when the
+ * server lists them; when it will not, one warning, and forwards on demand.
+ */
+import { assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { type Cluster, startCluster } from "./fixtures/cluster.ts";
+import { startProxy } from "./fixtures/proxy_cli.ts";
+import { pythonEnv, requirePython } from "./fixtures/python.ts";
+import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
+
+const TOKEN = "s3cret-reader-token";
+
+function sshArgs(cluster: Cluster): string[] {
+  return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
+}
+
+/** Remote targets of the `forwarding 127.0.0.1:PORT → HOST:PORT` lines. */
+function forwardTargets(stderr: string): string[] {
+  return [...new Set([...stderr.matchAll(/forwarding \S+ → (\S+)/g)].map((m) => m[1]))].sort();
+}
+
+/** A Stream of one H1 and one L1 channel, fetched with pyarrow: rows per endpoint. */
+const FETCH = `
+import json, sys, pyarrow.flight as fl
+headers = [(b"authorization", b"Bearer ${TOKEN}")]
+options = fl.FlightCallOptions(headers=headers)
+client = fl.connect(sys.argv[1])
+command = {"request": "Stream", "args": {"channels": ${
+  JSON.stringify([REAL_CHANNELS.H1[0], REAL_CHANNELS.L1[0]])
+}, "start": 1400000000000000000, "end": 1400000001000000000}}
+info = client.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(command)), options)
+out = []
+for endpoint in info.endpoints:
+    uri = endpoint.locations[0].uri.decode()
+    with fl.connect(uri) as data:
+        out.append([uri, data.do_get(endpoint.ticket, options).read_all().num_rows])
+print(json.dumps(out))
+`;
+
+Deno.test("the real info server's data servers are forwarded before the ready line", async () => {
+  await using cluster = await startCluster({ deployment: "real-info" });
+  await using proxy = await startProxy(["-v", ...sshArgs(cluster)]);
+  // No client has asked anything yet: these forwards come from discovery.
+  assertEquals(forwardTargets(proxy.stderr()), ["data-a:40001", "data-b:40001", "info:31206"]);
+  assertStringIncludes(proxy.stderr(), "2 data server(s) listed by the server's scope-map action");
+  assertEquals(proxy.stderr().includes("warning"), false, proxy.stderr());
+});
+
+Deno.test("discovery refused: one warning, the proxy serves, data servers forwarded on demand", async () => {
+  await using cluster = await startCluster({
+    deployment: "real-info",
+    // Reads need a token: the proxy has none, so the scope map and the Count are refused.
+    infoServerArgs: ["--auth", "full", "--static-token", `reader=${TOKEN}`],
+  });
+  await using proxy = await startProxy(sshArgs(cluster));
+  const warnings = proxy.stderr().split("\n").filter((line) => line.includes("warning"));
+  assertEquals(warnings.length, 1, proxy.stderr());
+  assertMatch(
+    warnings[0],
+    /could not list the server's endpoints \(scope-map action: .+; Count: .+\); they will be forwarded when first seen$/,
+  );
+  assertEquals(forwardTargets(proxy.stderr()), ["info:31206"]);
+
+  // A client with the token: its header passes through, the locations are new.
+  const output = await new Deno.Command(requirePython().python, {
+    args: ["-c", FETCH, proxy.url],
+    env: await pythonEnv(),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assertEquals(output.success, true, text.decode(output.stderr));
+  const fetched: [string, number][] = JSON.parse(text.decode(output.stdout));
+  assertEquals(fetched.length, 2);
+  for (const [uri, rows] of fetched) {
+    assertMatch(uri, /^grpc:\/\/127\.0\.0\.1:\d+$/);
+    assertEquals(rows > 0, true);
+  }
+  assertEquals(forwardTargets(proxy.stderr()), ["data-a:40001", "data-b:40001", "info:31206"]);
+});
