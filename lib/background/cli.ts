@@ -105,7 +105,7 @@ export async function statusMain(args: string[], logger: Logger): Promise<number
   if (values.json) {
     await writeStdout(JSON.stringify(records, null, 2) + "\n");
   } else if (records.length === 0) {
-    logger.info("no background proxy is running");
+    if (problems.length === 0) logger.info("no background proxy is running");
   } else {
     await writeStdout(records.map(statusLine).join("\n") + "\n");
   }
