@@ -234,7 +234,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     sshOptions: values["ssh-option"] ?? [],
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
-    background,
+    ...(background && { background }),
   };
 }
 

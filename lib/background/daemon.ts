@@ -68,7 +68,7 @@ export interface BackgroundOptions extends
   /** Progress while starting (the background process's log lines are relayed here). */
   logger?: Logger;
   /** What the log file gets: `verbose` adds ssh command lines and each call. */
-  verbosity?: Verbosity;
+  verbosity?: "quiet" | "normal" | "verbose";
   /** Exit when the SSH connection stays down this long. @default {300} */
   giveUpAfterSeconds?: number;
   /**

@@ -137,7 +137,9 @@ export async function isLive(record: Pick<ProxyRecord, "pid" | "startTime">): Pr
 
 /** Live records, and one line for each record that could not be used. */
 export interface RecordList {
+  /** Proxies that run, oldest first. */
   records: ProxyRecord[];
+  /** One line per record that was unreadable (removed) or from a newer version. */
   problems: string[];
 }
 
