@@ -312,6 +312,7 @@ Deno.test("bad input: one line and the right exit code", async (t) => {
         ["-f", "--csh", "--fish", "host"],
         ["--csh", "host"],
         ["-f", "--give-up-after", "soon", "host"],
+        ["-f", "-l", "0.0.0.0:31206", "host"],
         ["status", "extra"],
         ["stop", "a", "b"],
         ["stop", "--all", "a"],
