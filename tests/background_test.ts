@@ -16,10 +16,15 @@ import { pingFlight } from "../lib/flight/client.ts";
 async function stateEnv(): Promise<{ env: Record<string, string>; dir: string } & AsyncDisposable> {
   const runtime = await Deno.makeTempDir({ prefix: "arrakis-bg-" });
   await Deno.chmod(runtime, 0o700);
+  const env = { XDG_RUNTIME_DIR: runtime, SHELL: "/bin/sh" };
   return {
-    env: { XDG_RUNTIME_DIR: runtime, SHELL: "/bin/sh" },
+    env,
     dir: `${runtime}/arrakis-proxy`,
-    [Symbol.asyncDispose]: () => Deno.remove(runtime, { recursive: true }),
+    // A failed test must not leave its proxies running (declare after the cluster).
+    [Symbol.asyncDispose]: async () => {
+      await runProxy(["stop", "--all"], { env }).catch(() => undefined);
+      await Deno.remove(runtime, { recursive: true });
+    },
   };
 }
 
