@@ -36,6 +36,26 @@
  * const { rows, channels } = summarizeTables(fetched.map((endpoint) => endpoint.table));
  * ```
  *
+ * @example `startBackgroundProxy`: like `arrakis-proxy -f`, a proxy that outlives this program
+ * ```ts
+ * import { startBackgroundProxy } from "./mod.ts";
+ *
+ * // ssh prompts on this terminal; the proxy then runs detached (or is found running).
+ * const proxy = await startBackgroundProxy("login.example.org");
+ * console.log(proxy.url, proxy.pid, proxy.log, proxy.alreadyRunning);
+ * ```
+ *
+ * @example `listBackgroundProxies` and `stopBackgroundProxy`: like `status` and `stop`
+ * ```ts
+ * import { listBackgroundProxies, stopBackgroundProxy } from "./mod.ts";
+ *
+ * const { records } = await listBackgroundProxies(); // gone ones are cleaned up
+ * for (const proxy of records) {
+ *   console.log(`${proxy.host} ${proxy.url} up since ${proxy.started}`);
+ *   if (proxy.host === "login.example.org") await stopBackgroundProxy(proxy);
+ * }
+ * ```
+ *
  * @example `doctor`: the step-by-step check behind `arrakis-proxy doctor`
  * ```ts
  * import { doctor } from "./mod.ts";
@@ -103,6 +123,15 @@
  * @module
  */
 export { type SshProxy, sshProxy, type SshProxyOptions } from "./lib/ssh_proxy.ts";
+export {
+  type BackgroundOptions,
+  type BackgroundProxy,
+  listBackgroundProxies,
+  type ProxyRecord,
+  type RecordList,
+  startBackgroundProxy,
+  stopBackgroundProxy,
+} from "./lib/background/daemon.ts";
 export { FlightProxy, type FlightProxyOptions } from "./lib/flight/proxy.ts";
 export { IsolatedProxy, type IsolatedProxyOptions } from "./lib/isolated_proxy.ts";
 export {

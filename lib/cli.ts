@@ -13,6 +13,9 @@ import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
 import { doctor } from "./doctor.ts";
+import { DAEMON_FLAG, runDaemon } from "./background/daemon.ts";
+import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/cli.ts";
+import type { ShellSyntax } from "./background/shell.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -23,6 +26,12 @@ const OPTIONS = {
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   "allow-remote-clients": { type: "boolean" },
+  // Background proxies (lib/background/).
+  background: { type: "boolean", short: "f" },
+  sh: { type: "boolean" },
+  csh: { type: "boolean", short: "c" },
+  fish: { type: "boolean" },
+  "give-up-after": { type: "string" },
   verbose: { type: "boolean", short: "v" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -31,6 +40,9 @@ const OPTIONS = {
 
 /** Help text; lists every option. */
 export const HELP = `Usage: arrakis-proxy [options] SSH_HOST [-- COMMAND [ARGS...]]
+       arrakis-proxy -f [options] SSH_HOST
+       arrakis-proxy status [--json]
+       arrakis-proxy stop [SSH_HOST | --all]
        arrakis-proxy doctor [options] SSH_HOST
 
 Reach an Arrakis (Arrow Flight) server behind an SSH login host. Opens one
@@ -46,17 +58,28 @@ Options:
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
       --allow-remote-clients
                             allow a non-loopback --listen address (no authentication!)
+  -f, --background          prompt here, then run in the background and print lines
+                            for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
+                            already running for SSH_HOST is found, not started again
+      --sh, -c/--csh, --fish
+                            eval syntax (default: from $SHELL, as ssh-agent does)
+      --give-up-after SECONDS
+                            -f: exit when SSH stays down this long (default 300)
   -v, --verbose             show ssh command lines and each forwarded call
   -q, --quiet               print only the export line and errors
   -h, --help                show this help
   -V, --version             show the version
 
 Commands:
+  status [--json]           list the background proxies (host, URL, server,
+                            forwards, up since, reconnects, last error, log)
+  stop [SSH_HOST | --all]   stop background proxies; nothing is left behind
   doctor SSH_HOST           check every step (ssh, server, each endpoint, a data
                             fetch) and print a report to paste into a help request;
                             see \`arrakis-proxy doctor --help\`
 
 Examples:
+  eval "$(arrakis-proxy -f login.example.org)"
   arrakis-proxy login.example.org            # then paste the export line in another shell
   arrakis-proxy login.example.org -- python analysis.py
   arrakis-proxy -s grpc://arrakis.cluster:31206 login.example.org
@@ -168,6 +191,8 @@ export interface CliArgs {
   sshOptions: string[];
   allowRemoteClients: boolean;
   verbosity: Verbosity;
+  /** `-f`: run in the background (see lib/background/). */
+  background?: { shell: ShellSyntax; giveUpAfterSeconds?: number };
 }
 
 /** Parses the command line; `help`/`version` requests come back as such. */
@@ -199,6 +224,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     throw new UsageError("missing COMMAND after --");
   }
   if (values.verbose && values.quiet) throw new UsageError("--verbose and --quiet conflict");
+  const background = parseBackground(values, command);
   return {
     sshHost: positionals[0],
     command,
@@ -208,6 +234,31 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     sshOptions: values["ssh-option"] ?? [],
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
+    ...(background && { background }),
+  };
+}
+
+/** The `-f` options, checked. */
+function parseBackground(
+  values: { background?: boolean; sh?: boolean; csh?: boolean; fish?: boolean } & {
+    "give-up-after"?: string;
+  },
+  command: string[],
+): CliArgs["background"] {
+  const giveUp = values["give-up-after"];
+  if (!values.background) {
+    if (values.sh || values.csh || values.fish || giveUp !== undefined) {
+      throw new UsageError("--sh, --csh, --fish and --give-up-after go with -f (--background)");
+    }
+    return undefined;
+  }
+  if (command.length > 0) throw new UsageError("-f and a COMMAND conflict");
+  if (giveUp !== undefined && !(/^\d+$/.test(giveUp) && Number(giveUp) > 0)) {
+    throw new UsageError(`invalid --give-up-after ${JSON.stringify(giveUp)}: expected seconds`);
+  }
+  return {
+    shell: chooseShell(values),
+    giveUpAfterSeconds: giveUp === undefined ? undefined : Number(giveUp),
   };
 }
 
@@ -238,6 +289,11 @@ function signalWaiter(signals: Deno.Signal[]) {
 /** Runs the command line; resolves to the process exit status. */
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "doctor") return await doctorMain(args.slice(1));
+  if (args[0] === DAEMON_FLAG) return await runDaemon(args[1]);
+  if (args[0] === "status" || args[0] === "stop") {
+    const run = args[0] === "status" ? statusMain : stopMain;
+    return await run(args.slice(1), stderrLogger()).catch(reportError);
+  }
   let cli;
   try {
     cli = parseCli(args);
@@ -255,6 +311,14 @@ export async function main(args: string[]): Promise<number> {
   const logger = stderrLogger(cli.verbosity);
   using signals = signalWaiter(TERMINATING_SIGNALS);
   try {
+    if (cli.background) {
+      return await backgroundMain(cli.sshHost, {
+        ...cli,
+        ...cli.background,
+        logger,
+        signal: signals.signal,
+      });
+    }
     await using proxy = await sshProxy(cli.sshHost, {
       server: cli.server,
       listen: cli.listen,

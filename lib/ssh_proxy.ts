@@ -42,6 +42,12 @@ export interface SshProxyOptions {
   signal?: AbortSignal;
   /** First wait before reconnecting a lost SSH connection (doubles up to 30 s). @default {1000} */
   reconnectBackoffMs?: number;
+  /**
+   * Control socket of an SSH master already authenticated by another process, to
+   * take over instead of connecting (see `lib/background/`); reconnects start
+   * masters of their own.
+   */
+  adoptMaster?: string;
 }
 
 /**
@@ -101,7 +107,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /** Checks that the listen address can be bound, before anyone types a password. */
-function assertListenable({ host, port }: ListenAddress): void {
+export function assertListenable({ host, port }: ListenAddress): void {
   if (port === 0) return;
   try {
     Deno.listen({ hostname: host, port }).close();
@@ -170,6 +176,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       sshOptions: options.sshOptions,
       sshBinary: options.sshBinary,
       interactive: options.interactive ?? true,
+      adopt: options.adoptMaster,
       verbose: options.verbose,
       log: (line) => logger.debug(line),
       logger,

@@ -79,6 +79,13 @@ export interface ConnectOptions {
    * anyway, so reading them costs no second remote shell.
    */
   sessionEnv?: string[];
+  /**
+   * Control socket of a master that another process started and authenticated
+   * (`arrakis-proxy -f` prompts in the foreground, then a background process
+   * takes over): use it instead of starting one. Its directory becomes this
+   * connection's and is removed on {@link SshConnection.close}.
+   */
+  adopt?: string;
 }
 
 /** A local end of a forward; always on loopback. */
@@ -195,7 +202,7 @@ export class SshConnection implements AsyncDisposable {
     this.host = options.host;
     this.#options = options;
     this.#dir = dir;
-    this.controlPath = `${dir}/ctl`;
+    this.controlPath = options.adopt ?? `${dir}/ctl`;
     const log = options.log ?? ((line: string) => console.error(line));
     this.#runner = {
       binary: options.sshBinary ?? "ssh",
@@ -214,9 +221,10 @@ export class SshConnection implements AsyncDisposable {
   static async connect(options: ConnectOptions): Promise<SshConnection> {
     assertSshDestination(options.host);
     options.signal?.throwIfAborted();
-    const conn = new SshConnection(options, await makeControlDir());
+    const dir = options.adopt?.slice(0, options.adopt.lastIndexOf("/")) ?? await makeControlDir();
+    const conn = new SshConnection(options, dir);
     try {
-      await conn.#startMaster();
+      await (options.adopt === undefined ? conn.#startMaster() : conn.#checkMaster());
       options.signal?.throwIfAborted();
       conn.#startKeepalive();
     } catch (error) {
@@ -339,6 +347,26 @@ export class SshConnection implements AsyncDisposable {
     return this.close();
   }
 
+  /**
+   * Lets go of the master without stopping it, once another process has adopted
+   * it ({@link ConnectOptions.adopt}): ends only this process's keepalive session
+   * and leaves the control directory to the adopter.
+   */
+  release(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#state = "closed";
+      await this.#keepaliveInput?.close().catch(() => undefined);
+      if (!await settlesWithin(this.#keepaliveDone, 3000)) {
+        try {
+          this.#keepalive?.kill("SIGTERM");
+        } catch { /* already gone */ }
+        await this.#keepaliveDone;
+      }
+      this.#resolveClosed({ lost: false, reason: `ssh connection to ${this.host} handed over` });
+    })();
+    return this.#closing;
+  }
+
   async #close(): Promise<void> {
     const wasLost = this.#state === "lost";
     this.#state = "closing";
@@ -447,6 +475,11 @@ export class SshConnection implements AsyncDisposable {
       const why = stderr.lastLine || (status.signal ? `killed by ${status.signal}` : "no message");
       throw new UserError(`ssh to ${this.host} failed (exit ${status.code}): ${why}`);
     }
+    await this.#checkMaster();
+  }
+
+  /** Learns the master's pid through its control socket. */
+  async #checkMaster(): Promise<void> {
     const check = await runSsh(this.#runner, [...this.#muxArgs(), "-O", "check", "--", this.host]);
     const pid = /pid=(\d+)/.exec(check.stderr)?.[1];
     if (check.code !== 0 || pid === undefined) {

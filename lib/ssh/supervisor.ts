@@ -181,7 +181,13 @@ export class SshSupervisor implements AsyncDisposable {
         (this.#options.hasTerminal ?? (() => Deno.stdin.isTerminal()))();
       let next: SshConnection | undefined;
       try {
-        next = await SshConnection.connect({ ...this.#options, interactive, signal });
+        // A new master of our own: an adopted one (ConnectOptions.adopt) is gone.
+        next = await SshConnection.connect({
+          ...this.#options,
+          adopt: undefined,
+          interactive,
+          signal,
+        });
         const moved = await this.#restoreForwards(next);
         if (signal.aborted) {
           await next.close();

@@ -1,0 +1,178 @@
+/**
+ * The command line of background proxies: `arrakis-proxy -f SSH_HOST` (eval
+ * lines on stdout), `arrakis-proxy status [--json]` and
+ * `arrakis-proxy stop [SSH_HOST | --all]`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import type { Logger } from "../log.ts";
+import { UsageError, UserError } from "../errors.ts";
+import {
+  type BackgroundOptions,
+  listBackgroundProxies,
+  type ProxyRecord,
+  startBackgroundProxy,
+  stopBackgroundProxy,
+} from "./daemon.ts";
+import { evalLines, shellFromEnv, type ShellSyntax } from "./shell.ts";
+
+/** Picks the eval syntax from `--sh`/`--csh`/`--fish`, else from `$SHELL`. */
+export function chooseShell(flags: { sh?: boolean; csh?: boolean; fish?: boolean }): ShellSyntax {
+  const forced = (["sh", "csh", "fish"] as const).filter((name) => flags[name]);
+  if (forced.length > 1) throw new UsageError(`--${forced.join(" and --")} conflict`);
+  return forced[0] ?? shellFromEnv(Deno.env.get("SHELL"));
+}
+
+/** The lines `eval` takes: ARRAKIS_SERVER and ARRAKIS_PROXY_PID. */
+export function proxyEvalLines(record: ProxyRecord, shell: ShellSyntax, quiet = false): string {
+  return evalLines(
+    shell,
+    { ARRAKIS_SERVER: record.url, ARRAKIS_PROXY_PID: String(record.pid) },
+    quiet ? undefined : `Proxy pid ${record.pid}`,
+  );
+}
+
+/** `arrakis-proxy -f …`: starts (or finds) the background proxy and prints its eval lines. */
+export async function backgroundMain(
+  sshHost: string,
+  options: BackgroundOptions & { shell: ShellSyntax; logger: Logger },
+): Promise<number> {
+  const proxy = await startBackgroundProxy(sshHost, options);
+  if (proxy.alreadyRunning) {
+    options.logger.info(
+      `a background proxy for ${sshHost} is already running (pid ${proxy.pid}, since ` +
+        `${proxy.started}); stop it with: arrakis-proxy stop ${sshHost}`,
+    );
+  } else {
+    options.logger.info(`running in the background; log: ${proxy.log}`);
+  }
+  await writeStdout(proxyEvalLines(proxy, options.shell, options.verbosity === "quiet"));
+  return 0;
+}
+
+/** Help text of `arrakis-proxy status`. */
+export const STATUS_HELP = `Usage: arrakis-proxy status [--json]
+
+One line per background proxy (started with -f): host, local URL, remote
+server, forwards, up since, reconnects, last error, log file. Records of
+proxies that are gone are removed.
+
+Options:
+      --json                one JSON array of the proxies' records
+  -h, --help                show this help
+`;
+
+/** Help text of `arrakis-proxy stop`. */
+export const STOP_HELP = `Usage: arrakis-proxy stop [SSH_HOST | --all]
+
+Stops background proxies as Ctrl-C stops a foreground one: the proxy, its
+forwards and the SSH connection close, and its record and log are removed.
+Without SSH_HOST: the proxy named by $ARRAKIS_PROXY_PID, else the only one.
+
+Options:
+      --all                 stop every background proxy
+  -h, --help                show this help
+`;
+
+function parse<T extends Record<string, { type: "boolean" }>>(
+  args: string[],
+  options: T,
+  command: string,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.split("\n")[0]}; see ${command} --help`);
+  }
+}
+
+/** `arrakis-proxy status [--json]`. */
+export async function statusMain(args: string[], logger: Logger): Promise<number> {
+  const { values, positionals } = parse(args, {
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, "status");
+  if (values.help) {
+    await writeStdout(STATUS_HELP);
+    return 0;
+  }
+  if (positionals.length > 0) {
+    throw new UsageError(`status takes no argument (got ${JSON.stringify(positionals[0])})`);
+  }
+  const { records, problems } = await listBackgroundProxies();
+  for (const problem of problems) logger.warn(problem);
+  if (values.json) {
+    await writeStdout(JSON.stringify(records, null, 2) + "\n");
+  } else if (records.length === 0) {
+    if (problems.length === 0) logger.info("no background proxy is running");
+  } else {
+    await writeStdout(records.map(statusLine).join("\n") + "\n");
+  }
+  return problems.length > 0 ? 1 : 0;
+}
+
+/** One line of `status`. */
+export function statusLine(record: ProxyRecord): string {
+  return [
+    record.host,
+    `${record.url} → ${record.server}`,
+    `pid ${record.pid}`,
+    record.state,
+    `forwards ${record.forwards.length}`,
+    `up since ${record.started}`,
+    `reconnects ${record.reconnects}`,
+    `last error ${record.lastError ? JSON.stringify(record.lastError) : "none"}`,
+    `log ${record.log}`,
+  ].join("  ");
+}
+
+/** `arrakis-proxy stop [SSH_HOST | --all]`. */
+export async function stopMain(args: string[], logger: Logger): Promise<number> {
+  const { values, positionals } = parse(args, {
+    all: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, "stop");
+  if (values.help) {
+    await writeStdout(STOP_HELP);
+    return 0;
+  }
+  if (positionals.length > 1) throw new UsageError("stop takes one SSH_HOST");
+  if (values.all && positionals.length > 0) {
+    throw new UsageError("stop: SSH_HOST and --all conflict");
+  }
+  const { records, problems } = await listBackgroundProxies();
+  for (const problem of problems) logger.warn(problem);
+  let chosen: ProxyRecord[];
+  if (values.all) {
+    chosen = records;
+  } else if (positionals.length === 1) {
+    chosen = records.filter((record) => record.host === positionals[0]);
+    if (chosen.length === 0) {
+      throw new UserError(`no background proxy for ${positionals[0]} is running`);
+    }
+  } else {
+    const pid = Number(Deno.env.get("ARRAKIS_PROXY_PID"));
+    const named = records.filter((record) => record.pid === pid);
+    if (named.length > 0) chosen = named;
+    else if (records.length === 1) chosen = records;
+    else if (records.length === 0) throw new UserError("no background proxy is running");
+    else {
+      throw new UsageError(
+        `${records.length} background proxies are running; name one: stop SSH_HOST, or --all`,
+      );
+    }
+  }
+  for (const record of chosen) {
+    await stopBackgroundProxy(record);
+    logger.info(`stopped the proxy for ${record.host} (pid ${record.pid}, ${record.url})`);
+  }
+  if (values.all && chosen.length === 0) logger.info("no background proxy is running");
+  return problems.length > 0 ? 1 : 0;
+}
+
+async function writeStdout(text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  let written = 0;
+  while (written < bytes.length) written += await Deno.stdout.write(bytes.subarray(written));
+}
