@@ -12,7 +12,8 @@
  */
 import { grpc } from "../deps.ts";
 import { Buffer } from "node:buffer";
-import { FLIGHT_SERVICE, flightType } from "./proto.ts";
+import { methodPath } from "./methods.ts";
+import { concatBytes, encodeLenField, encodeVarint, readFields, WireType } from "./wire.ts";
 import { collectLocations, Shapes } from "./rewrite.ts";
 import { classifyLocation, type ParsedLocation } from "./locations.ts";
 import { backendTarget } from "./proxy.ts";
@@ -34,12 +35,32 @@ export const COUNT_ALL_COMMAND = {
 /** The Arrakis action that lists every data server the info server routes to. */
 export const SCOPE_MAP_ACTION = "scope-map";
 
-/** Encodes an Arrakis command as a CMD FlightDescriptor. */
+const encoder = new TextEncoder();
+
+/** Encodes an Arrakis command as a CMD FlightDescriptor (type = 2, cmd = the JSON). */
 export function arrakisDescriptor(command: { request: string; args: unknown }): Uint8Array {
-  return flightType("FlightDescriptor").encode({
-    type: 2,
-    cmd: new TextEncoder().encode(JSON.stringify(command)),
-  }).finish();
+  const cmd = encoder.encode(JSON.stringify(command));
+  return concatBytes([
+    encodeVarint(1 * 8 + WireType.VARINT),
+    encodeVarint(2),
+    ...encodeLenField(2, cmd),
+  ]);
+}
+
+/** Encodes a Flight Action (1: type, 2: body). */
+function encodeAction(type: string, body: Uint8Array): Uint8Array {
+  return concatBytes([...encodeLenField(1, encoder.encode(type)), ...encodeLenField(2, body)]);
+}
+
+/** The body of an encoded Flight Result (field 1). */
+function resultBody(bytes: Uint8Array): Uint8Array {
+  let body: Uint8Array = new Uint8Array();
+  for (const field of readFields(bytes)) {
+    if (field.number === 1 && field.wireType === WireType.LEN) {
+      body = bytes.subarray(field.valueStart, field.end);
+    }
+  }
+  return body;
 }
 
 const pass = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -64,7 +85,7 @@ export function getFlightInfoBytes(
   const client = rawClient(url);
   return new Promise<Uint8Array>((resolve, reject) => {
     client.makeUnaryRequest<Uint8Array, Uint8Array>(
-      `/${FLIGHT_SERVICE}/GetFlightInfo`,
+      methodPath("GetFlightInfo"),
       pass,
       (b) => b,
       descriptor,
@@ -82,12 +103,11 @@ export function doActionBodies(
   timeoutMs = 10_000,
 ): Promise<Uint8Array[]> {
   const client = rawClient(url);
-  const action = flightType("Action").encode({ type, body: new Uint8Array() }).finish();
-  const Result = flightType("Result");
+  const action = encodeAction(type, new Uint8Array());
   return new Promise<Uint8Array[]>((resolve, reject) => {
     const bodies: Uint8Array[] = [];
     const call = client.makeServerStreamRequest<Uint8Array, Uint8Array>(
-      `/${FLIGHT_SERVICE}/DoAction`,
+      methodPath("DoAction"),
       pass,
       (b) => b,
       action,
@@ -95,7 +115,12 @@ export function doActionBodies(
       { deadline: Date.now() + timeoutMs },
     );
     call.on("data", (bytes: Uint8Array) => {
-      bodies.push((Result.decode(bytes) as unknown as { body: Uint8Array }).body);
+      try {
+        bodies.push(resultBody(bytes));
+      } catch (error) {
+        call.cancel();
+        reject(error);
+      }
     });
     call.on("error", (error: grpc.ServiceError) => reject(callError(error)));
     call.on("end", () => resolve(bodies));

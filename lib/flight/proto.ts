@@ -10,25 +10,7 @@
 import flightProtoText from "../../proto/flight.proto" with { type: "text" };
 import { fromJSON, type PackageDefinition, protobuf } from "../deps.ts";
 
-/** Fully qualified name of the Flight gRPC service. */
-export const FLIGHT_SERVICE = "arrow.flight.protocol.FlightService";
-
-/** The names of the ten Flight RPCs, as they appear in method paths. */
-export const FLIGHT_METHODS = [
-  "Handshake",
-  "ListFlights",
-  "GetFlightInfo",
-  "PollFlightInfo",
-  "GetSchema",
-  "DoGet",
-  "DoPut",
-  "DoExchange",
-  "DoAction",
-  "ListActions",
-] as const;
-
-/** One Flight RPC name. */
-export type FlightMethod = typeof FLIGHT_METHODS[number];
+export { FLIGHT_SERVICE, type FlightMethod } from "./methods.ts";
 
 function buildRoot(): protobuf.Root {
   const root = new protobuf.Root();

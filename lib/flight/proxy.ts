@@ -11,12 +11,7 @@
  */
 import { grpc } from "../deps.ts";
 import { Buffer } from "node:buffer";
-import {
-  FLIGHT_METHODS,
-  FLIGHT_SERVICE,
-  type FlightMethod,
-  flightPackageDefinition,
-} from "./proto.ts";
+import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { LocationMap } from "./locations.ts";
 import {
   EndpointUnavailableError,
@@ -96,12 +91,10 @@ const passBytes = (bytes: Uint8Array): Buffer => toBuffer(bytes);
 
 /** Raw-bytes service definition: the real method paths and streaming kinds, no codecs. */
 function rawFlightService(): grpc.ServiceDefinition {
-  const typed = flightPackageDefinition[FLIGHT_SERVICE] as grpc.ServiceDefinition;
   const service: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
-  for (const name of FLIGHT_METHODS) {
-    const { path, requestStream, responseStream } = typed[name];
+  for (const [name, { requestStream, responseStream }] of Object.entries(FLIGHT_METHODS)) {
     service[name] = {
-      path,
+      path: methodPath(name as FlightMethod),
       requestStream,
       responseStream,
       requestSerialize: passBytes,
@@ -268,10 +261,6 @@ export class FlightProxy implements AsyncDisposable {
     }
   }
 
-  #path(method: FlightMethod): string {
-    return `/${FLIGHT_SERVICE}/${method}`;
-  }
-
   #callOptions(call: { getDeadline(): grpc.Deadline }): grpc.CallOptions {
     const deadline = call.getDeadline();
     return deadline === Infinity ? {} : { deadline };
@@ -305,7 +294,7 @@ export class FlightProxy implements AsyncDisposable {
       this.#logger.debug(`${method}`);
       let response: Buffer | undefined;
       const backend = this.#client.makeUnaryRequest<Buffer, Buffer>(
-        this.#path(method),
+        methodPath(method),
         passBytes,
         passBytes,
         call.request,
@@ -349,7 +338,7 @@ export class FlightProxy implements AsyncDisposable {
         return call.emit("error", this.#failure(error, method));
       }
       const backend = this.#client.makeServerStreamRequest<Buffer, Buffer>(
-        this.#path(method),
+        methodPath(method),
         passBytes,
         passBytes,
         toBuffer(request),
@@ -367,7 +356,7 @@ export class FlightProxy implements AsyncDisposable {
       if (refusal) return call.emit("error", refusal);
       this.#logger.debug(`${method}`);
       const backend = this.#client.makeBidiStreamRequest<Buffer, Buffer>(
-        this.#path(method),
+        methodPath(method),
         passBytes,
         passBytes,
         forwardable(call.metadata),
