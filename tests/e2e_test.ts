@@ -189,6 +189,8 @@ Deno.test("a password typed at ssh's prompt in a terminal (tmux)", async () => {
   const argv = proxyCommand(sshArgs(cluster));
   const started = await tmux("new-session", "-d", "-x", "250", "-y", "50", "--", ...argv);
   assert(started.success, new TextDecoder().decode(started.stderr));
+  // Keep the pane once the command exits, so its last lines and status can be read.
+  await tmux("set-option", "-g", "remain-on-exit", "on");
   try {
     await waitFor(async () => /password:/i.test(await pane()), 60_000, "ssh's password prompt");
     await tmux("send-keys", "e2e-pw-31206", "Enter");
@@ -203,7 +205,11 @@ Deno.test("a password typed at ssh's prompt in a terminal (tmux)", async () => {
     using client = FlightTestClient.connect(url);
     assertEquals((await client.getFlightInfo(arrakisCommand("Count", {}))).endpoint.length, 2);
     await tmux("send-keys", "C-c");
-    await waitFor(async () => /shutting down/.test(await pane()), 30_000, "shutdown");
+    await waitFor(async () => /Pane is dead/.test(await pane()), 30_000, "the exit")
+      .catch(async (error) => {
+        throw new Error(`${error.message}; the terminal shows:\n${await pane()}`);
+      });
+    assertMatch(await pane(), /shutting down[^]*Pane is dead \(status 0\b/);
   } finally {
     await tmux("kill-server");
   }
