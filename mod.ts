@@ -2,7 +2,8 @@
  * arrakis-proxy as a library: reach an Arrakis (Arrow Flight) server behind an
  * SSH login host from TypeScript. Import it from a checkout or straight from a
  * URL (`import { sshProxy } from "https://…/arrakis-proxy/mod.ts"`): it needs no
- * deno.json, its npm packages are pinned in `lib/deps.ts`.
+ * deno.json, its npm packages are pinned as `npm:` specifiers
+ * in one small module each (`lib/flight/grpc.ts`, `arrow.ts`, `protobuf.ts`).
  *
  * @example `sshProxy`: everything in one call, closed at the end of the scope
  * ```ts

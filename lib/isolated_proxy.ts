@@ -17,7 +17,7 @@
 import { FlightProxy } from "./flight/proxy.ts";
 import { LocationMap, type ParsedLocation } from "./flight/locations.ts";
 import { discoverEndpoints } from "./flight/discovery.ts";
-import type { grpc } from "./deps.ts";
+import type { grpc } from "./flight/grpc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
 import { readLines } from "./lines.ts";

@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { grpc, type Table } from "../deps.ts";
+import type { Table } from "./arrow.ts";
+import { grpc } from "./grpc.ts";
 import { FLIGHT_SERVICE, flightPackageDefinition } from "./proto.ts";
 import { backendTarget } from "./proxy.ts";
 import { REUSE_CONNECTION } from "./locations.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { grpc } from "../deps.ts";
+import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_SERVICE, flightType } from "./proto.ts";
 import { collectLocations, Shapes } from "./rewrite.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import flightProtoText from "../../proto/flight.proto" with { type: "text" };
-import { fromJSON, type PackageDefinition, protobuf } from "../deps.ts";
+import { fromJSON, type PackageDefinition, protobuf } from "./protobuf.ts";
 
 /** Fully qualified name of the Flight gRPC service. */
 export const FLIGHT_SERVICE = "arrow.flight.protocol.FlightService";

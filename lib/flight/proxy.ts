@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { grpc } from "../deps.ts";
+import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import {
   FLIGHT_METHODS,

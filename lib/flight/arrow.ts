@@ -1,0 +1,23 @@
+/**
+ * apache-arrow, pinned (see `grpc.ts` for why a full `npm:` specifier): only the
+ * names the Flight modules use. Only the proxy child and data clients load it.
+ *
+ * @example
+ * ```ts
+ * import { tableFromIPC } from "./arrow.ts";
+ *
+ * declare const ipcStream: Uint8Array;
+ * tableFromIPC(ipcStream).numRows;
+ * ```
+ *
+ * @module
+ */
+export {
+  Message,
+  type RecordBatch,
+  RecordBatchStreamWriter,
+  type Schema,
+  Table,
+  tableFromIPC,
+  tableToIPC,
+} from "npm:apache-arrow@21.2.0";
