@@ -46,15 +46,19 @@ export interface DoctorOptions {
 export interface DoctorCheck {
   /** Step name, e.g. `ssh connect`, `endpoint data-a:40001`. */
   name: string;
+  /** Whether the step worked. */
   ok: boolean;
   /** What was found, or what went wrong. */
   detail: string;
+  /** How long the step took, when it was timed. */
   ms?: number;
 }
 
 /** Everything {@link doctor} found. */
 export interface DoctorReport {
+  /** Whether every step worked and data came back. */
   healthy: boolean;
+  /** Every step, in the order they ran. */
   checks: DoctorCheck[];
   /** The test fetch's data, when it got that far. */
   data?: DataSummary;

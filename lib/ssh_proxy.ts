@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { SshConnection } from "./ssh/connection.ts";
-import { SshSupervisor, type SupervisorState } from "./ssh/supervisor.ts";
+import { SshSupervisor } from "./ssh/supervisor.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./isolated_proxy.ts";
@@ -55,24 +54,21 @@ const BACKEND_CHANNEL_OPTIONS = {
   "grpc.max_reconnect_backoff_ms": 2000,
 };
 
+/** Where a running {@link SshProxy} is. */
+export type SshProxyState = "up" | "reconnecting" | "closed";
+
 /** A running proxy over SSH; dispose of it to tear everything down. */
 export interface SshProxy extends AsyncDisposable {
   /** What clients put in `ARRAKIS_SERVER`, e.g. `grpc://localhost:31206`. */
   readonly url: string;
   /** The remote Arrakis server being proxied. */
   readonly server: string;
-  /** The Flight proxy (in a supervised child process, see `isolated_proxy.ts`). */
-  readonly proxy: IsolatedProxy;
-  /** The SSH master connection in use (a new one after each reconnect). */
-  readonly connection: SshConnection;
-  /** The SSH link: reconnects by itself when the connection is lost. */
-  readonly ssh: SshSupervisor;
   /**
    * `up`, or `reconnecting` while the SSH connection is down (every call is then
    * answered UNAVAILABLE at once), or `closed`. A lost connection does not end
    * the proxy.
    */
-  readonly state: SupervisorState;
+  readonly state: SshProxyState;
   /** Stops the proxy, the forwards and the SSH connection. */
   close(): Promise<void>;
 }
@@ -244,11 +240,6 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   return {
     url,
     server: server.url,
-    proxy,
-    get connection() {
-      return ssh.connection;
-    },
-    ssh,
     get state() {
       return ssh.state;
     },
