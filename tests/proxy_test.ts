@@ -26,7 +26,7 @@ import {
 import { FlightProxy } from "../lib/flight/proxy.ts";
 import { LocationMap, REUSE_CONNECTION } from "../lib/flight/locations.ts";
 import { flightType } from "../lib/flight/proto.ts";
-import { concatBytes, encodeVarint } from "../lib/flight/wire.ts";
+import { concatBytes, encodeVarint } from "./wire_bytes.ts";
 import { tableToFlightData } from "../lib/flight/arrow_ipc.ts";
 import { tableFromArrays } from "apache-arrow";
 

@@ -7,7 +7,8 @@ import {
   Shapes,
 } from "../lib/flight/rewrite.ts";
 import { LocationMap, REUSE_CONNECTION } from "../lib/flight/locations.ts";
-import { concatBytes, encodeVarint, WireError } from "../lib/flight/wire.ts";
+import { WireError } from "../lib/flight/wire.ts";
+import { concatBytes, encodeVarint } from "./wire_bytes.ts";
 import { flightType } from "../lib/flight/proto.ts";
 
 // A tiny protobuf writer, so tests can put fields our .proto does not know anywhere.

@@ -150,32 +150,3 @@ function skipGroup(buf: Uint8Array, pos: number, end: number, number: number): n
   }
   throw new WireError("unterminated group");
 }
-
-/** Encodes a non-negative integer below 2^53 as a varint. */
-export function encodeVarint(value: number): Uint8Array {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value % 128) | 0x80);
-    value = Math.floor(value / 128);
-  }
-  out.push(value);
-  return Uint8Array.from(out);
-}
-
-/** Encodes one length-delimited field: tag, length, payload. */
-export function encodeLenField(number: number, payload: Uint8Array): Uint8Array[] {
-  return [encodeVarint(number * 8 + WireType.LEN), encodeVarint(payload.length), payload];
-}
-
-/** Joins byte chunks into one buffer. */
-export function concatBytes(chunks: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}

@@ -187,7 +187,6 @@ export class SshConnection implements AsyncDisposable {
   #sessionEnv: Promise<Map<string, string> | undefined> = Promise.resolve(undefined);
   #batch: ForwardBatch | undefined;
   #forwards = new Map<string, Promise<LocalAddress>>();
-  #opened = new Map<string, LocalAddress>();
   #closing: Promise<void> | undefined;
   #resolveClosed!: (end: ConnectionEnd) => void;
 
@@ -234,11 +233,6 @@ export class SshConnection implements AsyncDisposable {
   /** Process id of the backgrounded ssh master, once known. */
   get masterPid(): number | undefined {
     return this.#masterPid;
-  }
-
-  /** Open forwards: remote `host:port` → local address. */
-  get forwards(): ReadonlyMap<string, LocalAddress> {
-    return new Map(this.#opened);
   }
 
   /**
@@ -298,33 +292,6 @@ export class SshConnection implements AsyncDisposable {
     return pending;
   }
 
-  /** Stops forwarding to `remoteHost:remotePort`; does nothing if there is no such forward. */
-  async cancelForward(remoteHost: string, remotePort: number): Promise<void> {
-    this.#assertOpen();
-    const host = checkForwardTarget(remoteHost, remotePort);
-    const key = formatHostPort(host, remotePort);
-    const pending = this.#forwards.get(key);
-    if (pending === undefined) return;
-    const local = await pending.catch(() => undefined);
-    if (local === undefined) return;
-    this.#forwards.delete(key);
-    this.#opened.delete(key);
-    const result = await runSsh(this.#runner, [
-      ...this.#muxArgs(),
-      "-O",
-      "cancel",
-      "-L",
-      forwardSpec(local.port, host, remotePort),
-      "--",
-      this.host,
-    ]);
-    if (result.code !== 0) {
-      throw new UserError(
-        `cancelling forward 127.0.0.1:${local.port} → ${key} failed: ${lastLine(result.stderr)}`,
-      );
-    }
-  }
-
   /**
    * Stops the master (`-O exit`), ends the keepalive session and removes the
    * temp directory. Safe to call more than once.
@@ -360,7 +327,6 @@ export class SshConnection implements AsyncDisposable {
       } catch { /* already gone */ }
     }
     await Deno.remove(this.#dir, { recursive: true }).catch(() => undefined);
-    this.#opened.clear();
     this.#forwards.clear();
     this.#state = "closed";
     if (!wasLost) {
@@ -523,7 +489,6 @@ export class SshConnection implements AsyncDisposable {
       reservedPorts.delete(localPort);
       if (!ok) return await this.#openForward(host, port, key, localPort);
       const local: LocalAddress = { host: "127.0.0.1", port: localPort };
-      this.#opened.set(key, local);
       return local;
     });
   }
@@ -569,7 +534,6 @@ export class SshConnection implements AsyncDisposable {
         ]);
         if (result.code === 0) {
           const local: LocalAddress = { host: "127.0.0.1", port: localPort };
-          this.#opened.set(key, local);
           return local;
         }
         // Someone took the port between our probe and ssh's bind: try another.

@@ -5,8 +5,6 @@
  * @module
  */
 
-import { UserError } from "../errors.ts";
-
 /**
  * Returns a TCP port that was free on `hostname` a moment ago.
  *
@@ -47,22 +45,5 @@ export function isAddressFree(hostname: string, port: number): boolean {
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) return false;
     throw error;
-  }
-}
-
-/**
- * Throws a {@link UserError} ("address localhost:31206 is already in use")
- * when `hostname:port` cannot be bound.
- *
- * @example Usage
- * ```ts
- * import { assertAddressFree } from "./free_port.ts";
- * assertAddressFree("localhost", 31206);
- * ```
- */
-export function assertAddressFree(hostname: string, port: number): void {
-  if (!isAddressFree(hostname, port)) {
-    const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
-    throw new UserError(`address ${shown}:${port} is already in use`);
   }
 }
