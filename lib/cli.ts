@@ -17,7 +17,8 @@ import { doctor } from "./doctor.ts";
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
 
-const OPTIONS = {
+/** The options {@link parseCli} accepts (the help text must list each). */
+export const OPTIONS = {
   server: { type: "string", short: "s" },
   listen: { type: "string", short: "l" },
   "ssh-config": { type: "string", short: "F" },
@@ -63,7 +64,8 @@ Examples:
   arrakis-proxy doctor login.example.org
 `;
 
-const DOCTOR_OPTIONS = {
+/** The options {@link parseDoctorCli} accepts (its help text must list each). */
+export const DOCTOR_OPTIONS = {
   server: { type: "string", short: "s" },
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
