@@ -10,7 +10,7 @@
  * @module
  */
 
-import { isValidHost, isValidPort } from "../net.ts";
+import { isValidHost, isValidPort } from "../netloc.ts";
 
 /** The special location meaning "redeem on the connection that produced the ticket". */
 export const REUSE_CONNECTION = "arrow-flight-reuse-connection://?";

@@ -10,7 +10,13 @@
 
 import { UserError } from "../errors.ts";
 
-export { formatHostPort, isIPv4Literal, isIPv6Literal, isValidHost, isValidPort } from "../net.ts";
+export {
+  formatHostPort,
+  isIPv4Literal,
+  isIPv6Literal,
+  isValidHost,
+  isValidPort,
+} from "../netloc.ts";
 
 // Whitespace, C0/C1 controls and DEL: each could split or disguise an argument.
 // deno-lint-ignore no-control-regex
