@@ -12,7 +12,8 @@
  */
 import { SshConnection } from "./ssh/connection.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
-import { formatNetloc, LocationMap } from "./flight/locations.ts";
+import { LocationMap } from "./flight/locations.ts";
+import { formatNetloc } from "./netloc.ts";
 import { discoverEndpoints } from "./flight/discovery.ts";
 import { FlightProxy } from "./flight/proxy.ts";
 import { type DataSummary, fetchArrakis, pingFlight, summarizeTables } from "./flight/client.ts";

@@ -10,7 +10,14 @@ import { SshSupervisor } from "./ssh/supervisor.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./isolated_proxy.ts";
-import { formatNetloc, LocationMap, type LocationResolver } from "./flight/locations.ts";
+import { LocationMap, type LocationResolver } from "./flight/locations.ts";
+import {
+  formatNetloc,
+  type HostPort,
+  isLoopbackHost,
+  parseListenAddress,
+  parseNetloc,
+} from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
 
@@ -73,31 +80,8 @@ export interface SshProxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** A `HOST:PORT` listen address taken apart. */
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
-
-const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|::1)$/i;
-
-/** Parses `HOST:PORT` (IPv6 in brackets); throws {@link UsageError} when malformed. */
-export function parseListenAddress(text: string): ListenAddress {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]+)):(\d{1,5})$/.exec(text);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) {
-    throw new UsageError(`invalid listen address ${JSON.stringify(text)}: expected HOST:PORT`);
-  }
-  return { host: match[1] ?? match[2], port };
-}
-
-/** Whether a listen host only accepts connections from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK.test(host);
-}
-
 /** Checks that the listen address can be bound, before anyone types a password. */
-function assertListenable({ host, port }: ListenAddress): void {
+function assertListenable({ host, port }: HostPort): void {
   if (port === 0) return;
   try {
     Deno.listen({ hostname: host, port }).close();
@@ -230,9 +214,8 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
 
   logger.progress?.("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
-  const url = `grpc://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${
-    proxy.address.slice(proxy.address.lastIndexOf(":") + 1)
-  }`;
+  // The host as the user wrote it (localhost stays localhost), the port as bound.
+  const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;
 
   const owned = stack.move();
   let closing: Promise<void> | undefined;

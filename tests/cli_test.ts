@@ -1,7 +1,7 @@
 import { assertEquals, assertStringIncludes, assertThrows } from "./assert.ts";
 import { DOCTOR_HELP, DOCTOR_OPTIONS, HELP, OPTIONS, parseCli } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { isLoopbackHost, parseListenAddress } from "../lib/ssh_proxy.ts";
+import { isLoopbackHost, parseListenAddress } from "../lib/netloc.ts";
 
 Deno.test("options, host and command split at --", () => {
   const cli = parseCli([

@@ -27,13 +27,8 @@
 import { UserError } from "../errors.ts";
 import { lastLine, runSsh, spawnSsh, type SshResult, type SshRunner } from "./command.ts";
 import { getFreePort, isAddressFree } from "./free_port.ts";
-import {
-  assertSshDestination,
-  formatHostPort,
-  isIPv6Literal,
-  isValidHost,
-  isValidPort,
-} from "./validate.ts";
+import { assertSshDestination } from "./validate.ts";
+import { formatNetloc, isIPv6Literal, isValidHost, isValidPort, unbracket } from "../netloc.ts";
 
 /** Options for {@link SshConnection.connect}. */
 export interface ConnectOptions {
@@ -280,7 +275,7 @@ export class SshConnection implements AsyncDisposable {
   ): Promise<LocalAddress> {
     this.#assertOpen();
     const host = checkForwardTarget(remoteHost, remotePort);
-    const key = formatHostPort(host, remotePort);
+    const key = formatNetloc(host, remotePort);
     let pending = this.#forwards.get(key);
     if (pending === undefined) {
       pending = options.localPort === undefined
@@ -554,9 +549,7 @@ export class SshConnection implements AsyncDisposable {
 
 /** Validates a forward target and returns the host without IPv6 brackets. */
 function checkForwardTarget(remoteHost: string, remotePort: number): string {
-  const bare = remoteHost.startsWith("[") && remoteHost.endsWith("]")
-    ? remoteHost.slice(1, -1)
-    : remoteHost;
+  const bare = unbracket(remoteHost);
   if (remoteHost !== bare && !isIPv6Literal(bare)) {
     throw new UserError(
       `refusing to forward to ${JSON.stringify(remoteHost)}: not an IPv6 address`,
@@ -575,7 +568,7 @@ function checkForwardTarget(remoteHost: string, remotePort: number): string {
 
 /** `-L` argument binding loopback only; IPv6 targets are bracketed. */
 function forwardSpec(localPort: number, host: string, port: number): string {
-  return `127.0.0.1:${localPort}:${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `127.0.0.1:${localPort}:${formatNetloc(host, port)}`;
 }
 
 function reserveFreePort(): number {

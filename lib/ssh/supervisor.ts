@@ -25,7 +25,7 @@ import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type ConnectOptions, type LocalAddress, SshConnection } from "./connection.ts";
 import type { SshResult } from "./command.ts";
-import { formatHostPort } from "./validate.ts";
+import { formatNetloc } from "../netloc.ts";
 
 /** Options for {@link SshSupervisor.start}. */
 export interface SupervisorOptions extends Omit<ConnectOptions, "signal"> {
@@ -120,7 +120,7 @@ export class SshSupervisor implements AsyncDisposable {
   async forward(remoteHost: string, remotePort: number): Promise<LocalAddress> {
     this.#assertUp();
     const local = await this.#connection.forward(remoteHost, remotePort);
-    this.#targets.set(formatHostPort(remoteHost, remotePort), {
+    this.#targets.set(formatNetloc(remoteHost, remotePort), {
       host: remoteHost,
       port: remotePort,
       local,

@@ -10,14 +10,6 @@
 
 import { UserError } from "../errors.ts";
 
-export {
-  formatHostPort,
-  isIPv4Literal,
-  isIPv6Literal,
-  isValidHost,
-  isValidPort,
-} from "../netloc.ts";
-
 // Whitespace, C0/C1 controls and DEL: each could split or disguise an argument.
 // deno-lint-ignore no-control-regex
 const UNSAFE_CHARS = /[\s\x00-\x1f\x7f-\x9f]/u;
