@@ -13,6 +13,7 @@ import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
 import { doctor } from "./doctor.ts";
+import { sendSignal } from "./process.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -304,11 +305,7 @@ async function runCommand(command: string[], url: string): Promise<number> {
     });
   }
   // The terminal's Ctrl-C reaches the child too; a SIGTERM sent to us alone is passed on.
-  const forward = () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-  };
+  const forward = () => sendSignal(child, "SIGTERM");
   Deno.addSignalListener("SIGTERM", forward);
   try {
     const status = await child.status;

@@ -18,6 +18,7 @@ import { discoverEndpoints } from "./flight/discovery.ts";
 import { FlightProxy } from "./flight/proxy.ts";
 import { type DataSummary, fetchArrakis, pingFlight, summarizeTables } from "./flight/client.ts";
 import { type Logger, silentLogger } from "./log.ts";
+import { withTimeout } from "./async.ts";
 
 /** Options of {@link doctor}. */
 export interface DoctorOptions {
@@ -85,14 +86,6 @@ async function timed<T>(step: () => Promise<T>): Promise<{ value: T; ms: number 
   const started = performance.now();
   const value = await step();
   return { value, ms: performance.now() - started };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The current GPS time in nanoseconds (GPS = Unix − 315964800 s + 18 leap seconds). */

@@ -21,6 +21,9 @@ import type { grpc } from "./flight/grpc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
 import { readLines } from "./lines.ts";
+import { Backoff } from "./backoff.ts";
+import { delay as sleep } from "./async.ts";
+import { stopChild } from "./process.ts";
 
 /** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
 export const PROXY_CHILD_FLAG = "--internal-proxy-child";
@@ -97,8 +100,8 @@ async function* jsonLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<un
   for await (const line of readLines(stream)) if (line.trim() !== "") yield JSON.parse(line);
 }
 
-/** Restart delays after consecutive crashes: quick first, then at most every 10 s. */
-const RESTART_DELAYS_MS = [0, 250, 1000, 2000, 5000, 10_000];
+/** Restart delays after consecutive crashes: at once first, then 250 ms doubling to 10 s. */
+const RESTART_BACKOFF = { initialMs: 250, maxMs: 10_000, immediateFirst: true };
 // A child that served this long before dying starts the delays over.
 const STABLE_MS = 30_000;
 
@@ -118,7 +121,7 @@ export class IsolatedProxy implements AsyncDisposable {
   #unavailable: string | undefined;
   #closing = false;
   #replacing = false;
-  #crashes = 0;
+  #backoff = new Backoff(RESTART_BACKOFF);
   #restarts = 0;
   #supervising: Promise<void>;
   #unwatch: () => void;
@@ -213,9 +216,8 @@ export class IsolatedProxy implements AsyncDisposable {
       if (this.#replacing) {
         this.#replacing = false;
       } else {
-        if (Date.now() - startedAt > STABLE_MS) this.#crashes = 0;
-        delay = RESTART_DELAYS_MS[Math.min(this.#crashes, RESTART_DELAYS_MS.length - 1)];
-        this.#crashes++;
+        if (Date.now() - startedAt > STABLE_MS) this.#backoff.reset();
+        delay = this.#backoff.next();
         const how = status.signal ? `signal ${status.signal}` : `exit ${status.code}`;
         const why = this.#child.lastError ? `: ${this.#child.lastError}` : "";
         this.#logger.warn(
@@ -223,7 +225,7 @@ export class IsolatedProxy implements AsyncDisposable {
             (delay ? ` in ${delay / 1000} s` : ""),
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay);
       if (this.#closing) return;
       const child = Child.spawn(this.#options, this.#logger);
       this.#child = child;
@@ -322,14 +324,8 @@ class Child {
   }
 
   async stop(): Promise<void> {
-    await this.#input.close().catch(() => undefined);
-    const timer = setTimeout(() => {
-      try {
-        this.process.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 3000);
-    await this.process.status;
-    clearTimeout(timer);
+    // The child exits when its stdin closes.
+    await stopChild(this.process, { ask: () => this.#input.close(), signal: "SIGKILL" });
   }
 
   async #serve(): Promise<void> {
@@ -363,16 +359,10 @@ class Child {
   }
 
   async #readErrors(stream: ReadableStream<Uint8Array>): Promise<void> {
-    let buffered = "";
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      buffered += text;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        if (line.trim() === "") continue;
-        this.lastError = line.trim();
-        this.#logger.debug(`proxy process: ${line}`);
-      }
+    for await (const line of readLines(stream)) {
+      if (line.trim() === "") continue;
+      this.lastError = line.trim();
+      this.#logger.debug(`proxy process: ${line}`);
     }
   }
 }

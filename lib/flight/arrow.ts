@@ -1,6 +1,6 @@
 /**
- * apache-arrow, pinned (see `grpc.ts` for why a full `npm:` specifier): only the
- * names the Flight modules use. Only the proxy child and data clients load it.
+ * apache-arrow, pinned (see `grpc.ts` for why a full `npm:` specifier). Only the
+ * proxy child and data clients load it.
  *
  * @example
  * ```ts
@@ -12,12 +12,4 @@
  *
  * @module
  */
-export {
-  Message,
-  type RecordBatch,
-  RecordBatchStreamWriter,
-  type Schema,
-  Table,
-  tableFromIPC,
-  tableToIPC,
-} from "npm:apache-arrow@21.2.0";
+export * from "npm:apache-arrow@21.2.0";

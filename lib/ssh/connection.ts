@@ -25,6 +25,9 @@
  */
 
 import { UserError } from "../errors.ts";
+import { settlesWithin } from "../async.ts";
+import { readLines } from "../lines.ts";
+import { sendSignal, stopChild } from "../process.ts";
 import { lastLine, runSsh, spawnSsh, type SshResult, type SshRunner } from "./command.ts";
 import { getFreePort, isAddressFree } from "./free_port.ts";
 import { assertSshDestination } from "./validate.ts";
@@ -133,30 +136,20 @@ async function readSessionEnv(
 ): Promise<Map<string, string> | undefined> {
   const values = new Map<string, string>();
   let current: string[] | undefined;
-  let buffered = "";
-  const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
   try {
-    while (values.size < names.length) {
-      const { value, done } = await reader.read();
-      if (done) return undefined;
-      buffered += value;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        if (line.startsWith(ENV_BEGIN)) current = [];
-        else if (line.startsWith(ENV_END) && current) {
-          values.set(line.slice(ENV_END.length), current.join("\n").trim());
-          current = undefined;
-        } else current?.push(line);
-      }
+    // Leaving the loop stops reading: `cat` prints nothing more.
+    for await (const line of readLines(stdout)) {
+      if (line.startsWith(ENV_BEGIN)) current = [];
+      else if (line.startsWith(ENV_END) && current) {
+        values.set(line.slice(ENV_END.length), current.join("\n").trim());
+        current = undefined;
+        if (values.size >= names.length) return values;
+      } else current?.push(line);
     }
-    return values;
   } catch {
-    return undefined;
-  } finally {
-    // `cat` prints nothing more; stop reading.
-    reader.cancel().catch(() => undefined);
+    // The session ended badly; the caller asks with exec instead.
   }
+  return undefined;
 }
 
 /** Ports handed out but not yet bound, shared so concurrent forwards never pick the same one. */
@@ -308,19 +301,12 @@ export class SshConnection implements AsyncDisposable {
       await runSsh(this.#runner, [...this.#muxArgs(), "-O", "exit", "--", this.host])
         .catch(() => undefined);
     }
-    await this.#keepaliveInput?.close().catch(() => undefined);
-    if (!await settlesWithin(this.#keepaliveDone, 3000)) {
-      try {
-        this.#keepalive?.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await this.#keepaliveDone;
+    if (this.#keepalive) {
+      await stopChild(this.#keepalive, { ask: () => this.#keepaliveInput?.close() });
     }
-    if (this.#masterPid !== undefined && !await processGone(this.#masterPid, 3000)) {
-      // -O exit did not work (master wedged): it is our process, stop it.
-      try {
-        Deno.kill(this.#masterPid, "SIGTERM");
-      } catch { /* already gone */ }
-    }
+    await this.#keepaliveDone;
+    // If -O exit did not work (master wedged), it is our process: stop it.
+    if (this.#masterPid !== undefined) await stopChild(this.#masterPid);
     await Deno.remove(this.#dir, { recursive: true }).catch(() => undefined);
     this.#forwards.clear();
     this.#state = "closed";
@@ -393,11 +379,7 @@ export class SshConnection implements AsyncDisposable {
       stderr: "piped",
     });
     const stderr = new StderrTee(child.stderr, interactive);
-    const abort = () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already exited */ }
-    };
+    const abort = () => sendSignal(child, "SIGTERM");
     this.#options.signal?.addEventListener("abort", abort);
     const status = await child.status.finally(() =>
       this.#options.signal?.removeEventListener("abort", abort)
@@ -628,33 +610,5 @@ class StderrTee {
       await this.#reader.cancel().catch(() => undefined);
       await this.#done;
     }
-  }
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Polls until `pid` no longer exists (or is a zombie nobody reaps). Without
- * /proc (not Linux) it trusts `-O exit` and answers true.
- */
-async function processGone(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    try {
-      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      if (/^\d+ \(.*\) Z/s.test(stat)) return true;
-    } catch {
-      return true;
-    }
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
