@@ -1,9 +1,10 @@
 /**
- * Local TCP port probing for forwards: find a free port, or check that a
- * chosen one is still free.
+ * Local TCP port probing for forwards: find a free port, reserve one, or check
+ * that a chosen one is still free.
  *
  * @module
  */
+import { UserError } from "../errors.ts";
 
 /**
  * Returns a TCP port that was free on `hostname` a moment ago.
@@ -46,4 +47,21 @@ export function isAddressFree(hostname: string, port: number): boolean {
     if (error instanceof Deno.errors.AddrInUse) return false;
     throw error;
   }
+}
+
+/**
+ * A free loopback port that is not in `reserved`, added to it: concurrent
+ * forwards of one connection never pick the same port before ssh binds it.
+ *
+ * @throws {UserError} when no such port turns up.
+ */
+export function reserveFreePort(reserved: Set<number>): number {
+  for (let i = 0; i < 100; i++) {
+    const port = getFreePort("127.0.0.1");
+    if (!reserved.has(port)) {
+      reserved.add(port);
+      return port;
+    }
+  }
+  throw new UserError("no free local port on 127.0.0.1");
 }
