@@ -12,7 +12,6 @@ import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
-import { doctor } from "./doctor.ts";
 import { sendSignal } from "./process.ts";
 
 /** The program's version, from deno.json. */
@@ -145,6 +144,8 @@ async function doctorMain(args: string[]): Promise<number> {
   }
   const logger = stderrLogger(cli.verbose ? "verbose" : "normal");
   try {
+    // Loaded here: doctor still speaks gRPC in this process, a proxy run never does.
+    const { doctor } = await import("./doctor.ts");
     const report = await doctor(cli.sshHost, {
       server: cli.server,
       sshConfig: cli.sshConfig,

@@ -14,19 +14,22 @@
  *
  * @module
  */
-import { FlightProxy } from "./flight/proxy.ts";
-import { LocationMap, type ParsedLocation } from "./flight/locations.ts";
-import { discoverEndpoints } from "./flight/discovery.ts";
-import type { grpc } from "./flight/grpc.ts";
+import type { LocationMap, ParsedLocation } from "./flight/locations.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
 import { readLines } from "./lines.ts";
+import {
+  type ChannelOptions,
+  encodeMessage,
+  type FromChild,
+  jsonLines,
+  Pending,
+  PROXY_CHILD_FLAG,
+  type ToChild,
+} from "./proxy_process/protocol.ts";
 import { Backoff } from "./backoff.ts";
 import { delay as sleep } from "./async.ts";
 import { stopChild } from "./process.ts";
-
-/** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
-export const PROXY_CHILD_FLAG = "--internal-proxy-child";
 
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
@@ -42,7 +45,7 @@ export interface IsolatedProxyOptions {
   /** Progress and warnings, the child's included. */
   logger?: Logger;
   /** grpc-js options for the backend channel. */
-  channelOptions?: grpc.ChannelOptions;
+  channelOptions?: ChannelOptions;
   /** Pass the child's per-call detail to `logger.debug` (otherwise the child drops it). */
   verbose?: boolean;
   /**
@@ -54,33 +57,11 @@ export interface IsolatedProxyOptions {
 
 type StartedOptions = IsolatedProxyOptions & { backend: string };
 
-type ToChild =
-  | {
-    type: "start";
-    backend: string;
-    listen: string;
-    locations: [string, string][];
-    channelOptions?: grpc.ChannelOptions;
-    unavailable?: string;
-    verbose?: boolean;
-  }
-  | { type: "resolved"; id: number; local?: string; error?: string }
-  | { type: "unavailable"; reason?: string }
-  | { type: "set"; remote: string; local: string }
-  | { type: "discover"; id: number };
-
-type FromChild =
-  | { type: "ready"; address: string }
-  | { type: "failed"; message: string }
-  | { type: "resolve"; id: number; host: string; port: number; netloc: string }
-  | { type: "log"; level: keyof Logger; message: string }
-  | { type: "discovered"; id: number; endpoints?: ParsedLocation[]; error?: string };
-
 /** The argv that runs this program as a proxy child. */
 function defaultChildCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), PROXY_CHILD_FLAG];
-  // This module is its own entry point (see the end of the file): less to load than main.ts.
-  const main = import.meta.url;
+  // The child module is its own entry point: less to load than main.ts.
+  const main = new URL("./proxy_process/child.ts", import.meta.url).href;
   return [
     Deno.execPath(),
     "run",
@@ -92,12 +73,6 @@ function defaultChildCommand(): string[] {
     main,
     PROXY_CHILD_FLAG,
   ];
-}
-
-const encoder = new TextEncoder();
-
-async function* jsonLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
-  for await (const line of readLines(stream)) if (line.trim() !== "") yield JSON.parse(line);
 }
 
 /** Restart delays after consecutive crashes: at once first, then 250 ms doubling to 10 s. */
@@ -250,8 +225,7 @@ class Child {
   #messages: AsyncGenerator<unknown>;
   #logger: Logger;
   #locations: LocationMap;
-  #discoveries = new Map<number, PromiseWithResolvers<ParsedLocation[]>>();
-  #nextId = 0;
+  #discoveries = new Pending<ParsedLocation[]>();
 
   private constructor(process: Deno.ChildProcess, options: IsolatedProxyOptions, logger: Logger) {
     this.process = process;
@@ -260,6 +234,8 @@ class Child {
     this.#logger = logger;
     this.#locations = options.locations;
     this.#readErrors(process.stderr);
+    // A child that dies never answers what it was asked.
+    process.status.then(() => this.#discoveries.failAll(new Error("the proxy process died")));
   }
 
   static spawn(options: IsolatedProxyOptions, logger: Logger): Child {
@@ -274,17 +250,13 @@ class Child {
   }
 
   discover(): Promise<ParsedLocation[]> {
-    const id = this.#nextId++;
-    const waiter = Promise.withResolvers<ParsedLocation[]>();
-    this.#discoveries.set(id, waiter);
+    const { id, promise } = this.#discoveries.open();
     this.send({ type: "discover", id });
-    // A child that dies meanwhile never answers.
-    this.process.status.then(() => waiter.reject(new Error("the proxy process died")));
-    return waiter.promise.finally(() => this.#discoveries.delete(id));
+    return promise;
   }
 
   send(message: ToChild): void {
-    this.#input.write(encoder.encode(JSON.stringify(message) + "\n")).catch(() => {
+    this.#input.write(encodeMessage(message)).catch(() => {
       // The child is gone; the supervisor notices through its exit status.
     });
   }
@@ -350,9 +322,12 @@ class Child {
         this.#logger[message.level]?.(message.message);
         break;
       case "discovered": {
-        const waiter = this.#discoveries.get(message.id);
-        if (message.endpoints) waiter?.resolve(message.endpoints);
-        else waiter?.reject(new Error(message.error ?? "discovery failed"));
+        this.#discoveries.settle(
+          message.id,
+          message.endpoints
+            ? { value: message.endpoints }
+            : { error: message.error ?? "discovery failed" },
+        );
         break;
       }
     }
@@ -366,86 +341,3 @@ class Child {
     }
   }
 }
-
-/**
- * The child's side: read the configuration from stdin, serve a FlightProxy, ask
- * the parent for new forwards, and exit when stdin closes.
- */
-export async function runProxyChild(): Promise<number> {
-  // Ctrl-C in the terminal reaches the whole process group; the parent decides.
-  for (const signal of ["SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => {});
-  const out = (message: FromChild) => {
-    const bytes = encoder.encode(JSON.stringify(message) + "\n");
-    for (let written = 0; written < bytes.length;) {
-      written += Deno.stdout.writeSync(bytes.subarray(written));
-    }
-  };
-  const logger: Logger = {
-    debug: (message) => out({ type: "log", level: "debug", message }),
-    info: (message) => out({ type: "log", level: "info", message }),
-    warn: (message) => out({ type: "log", level: "warn", message }),
-  };
-  const pending = new Map<number, { resolve(local: string): void; reject(e: Error): void }>();
-  let nextId = 0;
-  let proxy: FlightProxy | undefined;
-  let backend = "";
-
-  for await (const raw of jsonLines(Deno.stdin.readable)) {
-    const message = raw as ToChild;
-    switch (message.type) {
-      case "start": {
-        backend = message.backend;
-        const locations = new LocationMap(
-          message.locations,
-          (remote) =>
-            new Promise<string>((resolve, reject) => {
-              const id = nextId++;
-              pending.set(id, { resolve, reject });
-              out({ type: "resolve", id, ...remote });
-            }),
-        );
-        try {
-          proxy = await FlightProxy.start({
-            backend: message.backend,
-            listen: message.listen,
-            locations,
-            // A line per call over the pipe costs; send it only when someone reads it.
-            logger: message.verbose ? logger : { ...logger, debug: () => {} },
-            channelOptions: message.channelOptions,
-          });
-        } catch (error) {
-          out({ type: "failed", message: (error as Error).message });
-          return 1;
-        }
-        if (message.unavailable) proxy.setUnavailable(message.unavailable);
-        out({ type: "ready", address: proxy.address });
-        break;
-      }
-      case "resolved": {
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        if (message.local !== undefined) waiter?.resolve(message.local);
-        else waiter?.reject(new Error(message.error ?? "forward failed"));
-        break;
-      }
-      case "unavailable":
-        proxy?.setUnavailable(message.reason);
-        break;
-      case "set":
-        proxy?.locations.set(message.remote, message.local);
-        break;
-      case "discover": {
-        const { id } = message;
-        discoverEndpoints(backend).then(
-          (endpoints) => out({ type: "discovered", id, endpoints }),
-          (error) => out({ type: "discovered", id, error: (error as Error).message }),
-        );
-        break;
-      }
-    }
-  }
-  await proxy?.close();
-  return 0;
-}
-
-if (import.meta.main && Deno.args[0] === PROXY_CHILD_FLAG) Deno.exit(await runProxyChild());
