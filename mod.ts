@@ -57,6 +57,7 @@
  * @module
  */
 export {
+  type SshOptions,
   type SshProxy,
   sshProxy,
   type SshProxyOptions,

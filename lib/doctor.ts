@@ -17,29 +17,17 @@ import { formatNetloc } from "./netloc.ts";
 import { discoverEndpoints } from "./flight/discovery.ts";
 import { FlightProxy } from "./flight/proxy.ts";
 import { type DataSummary, fetchArrakis, pingFlight, summarizeTables } from "./flight/client.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { silentLogger } from "./log.ts";
+import { connectOptions, type SshOptions } from "./ssh_proxy.ts";
+import { userSshArgs } from "./ssh/args.ts";
 import { withTimeout } from "./async.ts";
 
-/** Options of {@link doctor}. */
-export interface DoctorOptions {
-  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
-  server?: string;
-  /** ssh_config file, passed to ssh as `-F`. */
-  sshConfig?: string;
-  /** ssh options, each passed as `-o`. */
-  sshOptions?: string[];
-  /** ssh executable. @default {"ssh"} */
-  sshBinary?: string;
-  /** Let ssh prompt on the terminal. @default {true} */
-  interactive?: boolean;
+/** Options of {@link doctor}: a run's ssh options, plus the test fetch's. */
+export interface DoctorOptions extends SshOptions {
   /** Channels for the test fetch; default: the first ones a Find lists. */
   channels?: string[];
   /** Time limit of each network step, in milliseconds. @default {20000} */
   timeoutMs?: number;
-  /** Progress (stderr) and `--verbose` detail. */
-  logger?: Logger;
-  /** Log ssh command lines. */
-  verbose?: boolean;
   /** Program version for the report header. */
   version?: string;
 }
@@ -126,10 +114,7 @@ export async function doctor(
       `${Deno.build.os} ${Deno.build.arch}`,
   );
   report(`${"ssh client".padEnd(28)} ${await sshVersion(options.sshBinary ?? "ssh")}`);
-  const sshArgs = [
-    ...(options.sshConfig ? ["-F", options.sshConfig] : []),
-    ...(options.sshOptions ?? []).flatMap((option) => ["-o", option]),
-  ];
+  const sshArgs = userSshArgs(options);
   report(`${"ssh host".padEnd(28)} ${sshHost}${sshArgs.length ? ` (${sshArgs.join(" ")})` : ""}`);
 
   await using stack = new AsyncDisposableStack();
@@ -137,17 +122,7 @@ export async function doctor(
     logger.progress?.(`connecting to ${sshHost}…`);
     let connection: SshConnection;
     try {
-      const connected = await timed(() =>
-        SshConnection.connect({
-          host: sshHost,
-          sshConfig: options.sshConfig,
-          sshOptions: options.sshOptions,
-          sshBinary: options.sshBinary,
-          interactive: options.interactive ?? true,
-          verbose: options.verbose,
-          log: (line) => logger.debug(line),
-        })
-      );
+      const connected = await timed(() => SshConnection.connect(connectOptions(sshHost, options)));
       connection = stack.use(connected.value);
       check({ name: "ssh connect", ok: true, detail: "master connection up", ms: connected.ms });
     } catch (error) {

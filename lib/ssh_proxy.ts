@@ -7,6 +7,7 @@
  * @module
  */
 import { SshSupervisor } from "./ssh/supervisor.ts";
+import type { ConnectOptions } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./isolated_proxy.ts";
@@ -21,17 +22,10 @@ import {
 import { type Logger, silentLogger } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
 
-/** Options of {@link sshProxy}. */
-export interface SshProxyOptions {
+/** How to reach the login host and the server behind it: what a run and doctor share. */
+export interface SshOptions {
   /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
   server?: string;
-  /**
-   * Local proxy address, `HOST:PORT`.
-   * @default {"localhost:31206"}
-   */
-  listen?: string;
-  /** Allow a `listen` address other than loopback (anyone who reaches it reaches the cluster). */
-  allowRemoteClients?: boolean;
   /** ssh_config file, passed to ssh as `-F`. */
   sshConfig?: string;
   /** ssh options, each passed as `-o`. */
@@ -42,8 +36,33 @@ export interface SshProxyOptions {
   interactive?: boolean;
   /** Progress and warnings. */
   logger?: Logger;
-  /** Log ssh command lines and RPCs. */
+  /** Log ssh command lines (and, in a run, each RPC). */
   verbose?: boolean;
+}
+
+/** The connection options of a run (and of doctor, which makes the same connection). */
+export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
+  const logger = options.logger ?? silentLogger;
+  return {
+    host: sshHost,
+    sshConfig: options.sshConfig,
+    sshOptions: options.sshOptions,
+    sshBinary: options.sshBinary,
+    interactive: options.interactive ?? true,
+    verbose: options.verbose,
+    log: (line) => logger.debug(line),
+  };
+}
+
+/** Options of {@link sshProxy}. */
+export interface SshProxyOptions extends SshOptions {
+  /**
+   * Local proxy address, `HOST:PORT`.
+   * @default {"localhost:31206"}
+   */
+  listen?: string;
+  /** Allow a `listen` address other than loopback (anyone who reaches it reaches the cluster). */
+  allowRemoteClients?: boolean;
   /** Aborting stops the set-up and releases what it opened. */
   signal?: AbortSignal;
   /** First wait before reconnecting a lost SSH connection (doubles up to 30 s). @default {1000} */
@@ -145,13 +164,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const started: { proxy?: IsolatedProxy } = {};
   const ssh = stack.use(
     await SshSupervisor.start({
-      host: sshHost,
-      sshConfig: options.sshConfig,
-      sshOptions: options.sshOptions,
-      sshBinary: options.sshBinary,
-      interactive: options.interactive ?? true,
-      verbose: options.verbose,
-      log: (line) => logger.debug(line),
+      ...connectOptions(sshHost, options),
       logger,
       sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
       initialBackoffMs: options.reconnectBackoffMs,
