@@ -5,10 +5,15 @@
  *
  * @module
  */
-import { main } from "./lib/cli.ts";
-import { PROXY_CHILD_FLAG, runProxyChild } from "./lib/isolated_proxy.ts";
+import { PROXY_CHILD_FLAG } from "./lib/proxy_process/protocol.ts";
 
 if (import.meta.main) {
-  // The proxy's gRPC half runs as a child of this same program (see isolated_proxy.ts).
-  Deno.exit(Deno.args[0] === PROXY_CHILD_FLAG ? await runProxyChild() : await main(Deno.args));
+  // The proxy's gRPC half runs as a child of this same program (see isolated_proxy.ts);
+  // each side loads only its own modules: the parent never loads grpc-js.
+  if (Deno.args[0] === PROXY_CHILD_FLAG) {
+    const { runProxyChild } = await import("./lib/proxy_process/child.ts");
+    Deno.exit(await runProxyChild());
+  }
+  const { main } = await import("./lib/cli.ts");
+  Deno.exit(await main(Deno.args));
 }

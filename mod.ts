@@ -2,7 +2,16 @@
  * arrakis-proxy as a library: reach an Arrakis (Arrow Flight) server behind an
  * SSH login host from TypeScript. Import it from a checkout or straight from a
  * URL (`import { sshProxy } from "https://…/arrakis-proxy/mod.ts"`): it needs no
- * deno.json, its npm packages are pinned in `lib/deps.ts`.
+ * deno.json; each npm package is pinned as an `npm:` specifier in one small
+ * module (`lib/flight/grpc.ts`, `arrow.ts`, `protobuf.ts`).
+ *
+ * This root module is what a user calls: {@link sshProxy}, {@link doctor}, the
+ * errors and the types they use. The building blocks, for those who compose
+ * their own, sit under subpath exports (see deno.json): `./ssh/connection`
+ * (`SshConnection`), `./flight/proxy` (`FlightProxy`), `./flight/locations`
+ * (`LocationMap`, `classifyLocation`), `./flight/rewrite` (`LocationRewriter`),
+ * `./flight/discovery` (`discoverEndpoints`), `./flight/client` (`fetchArrakis`,
+ * `summarizeTables`), `./isolated_proxy` (`IsolatedProxy`).
  *
  * @example `sshProxy`: everything in one call, closed at the end of the scope
  * ```ts
@@ -22,18 +31,6 @@
  *   sshOptions: ["User=alice"],
  *   logger: stderrLogger("normal"),
  * });
- * ```
- *
- * @example `fetchArrakis` and `summarizeTables`: read data through the proxy
- * ```ts
- * import { fetchArrakis, sshProxy, summarizeTables } from "./mod.ts";
- *
- * await using proxy = await sshProxy("login.example.org", { listen: "localhost:0" });
- * const fetched = await fetchArrakis(proxy.url, {
- *   request: "Stream",
- *   args: { channels: ["H1:GDS-CALIB_STRAIN"], start: 1400000000e9, end: 1400000001e9 },
- * });
- * const { rows, channels } = summarizeTables(fetched.map((endpoint) => endpoint.table));
  * ```
  *
  * @example `startBackgroundProxy`: like `arrakis-proxy -f`, a proxy that outlives this program
@@ -64,49 +61,6 @@
  * if (!report.healthy) Deno.exit(1);
  * ```
  *
- * @example `SshConnection`, `LocationMap` and `FlightProxy`: composing the pieces
- * ```ts
- * import { FlightProxy, LocationMap, SshConnection } from "./mod.ts";
- *
- * await using ssh = await SshConnection.connect({ host: "login.example.org" });
- * const info = await ssh.forward("arrakis.cluster", 31206);
- * const locations = new LocationMap([], async (remote) => {
- *   const local = await ssh.forward(remote.host, remote.port);
- *   return `${local.host}:${local.port}`;
- * });
- * await using proxy = await FlightProxy.start({
- *   backend: `grpc://${info.host}:${info.port}`,
- *   listen: "localhost:0",
- *   locations,
- * });
- * ```
- *
- * @example `discoverEndpoints`: every data server an info server knows
- * ```ts
- * import { discoverEndpoints } from "./mod.ts";
- *
- * for (const endpoint of await discoverEndpoints("grpc://127.0.0.1:41001")) {
- *   console.log(endpoint.netloc); // data-a:40001, …
- * }
- * ```
- *
- * @example `classifyLocation` and `REUSE_CONNECTION`: what a location names
- * ```ts
- * import { classifyLocation, REUSE_CONNECTION } from "./mod.ts";
- *
- * classifyLocation("grpc://data-a:40001"); // { kind: "endpoint", location: { host: "data-a", … } }
- * classifyLocation(REUSE_CONNECTION).kind; // "reuse-connection"
- * ```
- *
- * @example `LocationRewriter` and `Shapes`: rewrite locations in raw FlightInfo bytes
- * ```ts
- * import { LocationMap, LocationRewriter, Shapes } from "./mod.ts";
- *
- * const rewriter = new LocationRewriter(new LocationMap([["data-a:40001", "127.0.0.1:41002"]]));
- * declare const flightInfoBytes: Uint8Array;
- * const local = await rewriter.toLocal(flightInfoBytes, Shapes.FlightInfo);
- * ```
- *
  * @example `UserError` and `UsageError`: failures meant for the user, one line each
  * ```ts
  * import { sshProxy, UserError } from "./mod.ts";
@@ -122,7 +76,6 @@
  *
  * @module
  */
-export { type SshProxy, sshProxy, type SshProxyOptions } from "./lib/ssh_proxy.ts";
 export {
   type BackgroundOptions,
   type BackgroundProxy,
@@ -132,23 +85,20 @@ export {
   startBackgroundProxy,
   stopBackgroundProxy,
 } from "./lib/background/daemon.ts";
-export { FlightProxy, type FlightProxyOptions } from "./lib/flight/proxy.ts";
-export { IsolatedProxy, type IsolatedProxyOptions } from "./lib/isolated_proxy.ts";
 export {
-  classifyLocation,
-  LocationMap,
-  type LocationResolver,
-  REUSE_CONNECTION,
-} from "./lib/flight/locations.ts";
-export { LocationRewriter, Shapes } from "./lib/flight/rewrite.ts";
-export { discoverEndpoints } from "./lib/flight/discovery.ts";
-export { type ConnectOptions, SshConnection } from "./lib/ssh/connection.ts";
-export { type Logger, stderrLogger } from "./lib/log.ts";
+  type SshOptions,
+  type SshProxy,
+  sshProxy,
+  type SshProxyOptions,
+  type SshProxyState,
+} from "./lib/ssh_proxy.ts";
+export { doctor, type DoctorCheck, type DoctorOptions, type DoctorReport } from "./lib/doctor.ts";
+export type { ChannelSummary, DataSummary } from "./lib/flight/client.ts";
+export {
+  type Logger,
+  type StderrLogger,
+  stderrLogger,
+  type StderrLoggerOptions,
+  type Verbosity,
+} from "./lib/log.ts";
 export { UsageError, UserError } from "./lib/errors.ts";
-export { doctor, type DoctorOptions, type DoctorReport } from "./lib/doctor.ts";
-export {
-  type DataSummary,
-  fetchArrakis,
-  pingFlight,
-  summarizeTables,
-} from "./lib/flight/client.ts";

@@ -10,6 +10,10 @@
  * 3. Fetches data through the proxy with a Flight client and prints a table.
  * 4. Stops everything.
  *
+ * `deno task demo --binary PATH` runs a compiled `arrakis-proxy` (scripts/compile.ts)
+ * in step 2 instead of `main.ts`: the release workflow does, so the self-spawned
+ * proxy child of a compiled binary runs before the binary is published.
+ *
  * @module
  */
 import { startCluster } from "../tests/fixtures/cluster.ts";
@@ -70,7 +74,13 @@ function table(rows: string[][]): string {
     .join("\n");
 }
 
-async function main(): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  const binaryAt = args.indexOf("--binary");
+  const binary = binaryAt >= 0 ? args[binaryAt + 1] : undefined;
+  if (binaryAt >= 0 && !binary) {
+    console.error("demo: --binary needs the path of a compiled arrakis-proxy");
+    return 2;
+  }
   if (!installed(SSHD)) {
     console.error(
       `demo: OpenSSH's server (${SSHD}) is not installed; the demo runs a private one.\n` +
@@ -85,14 +95,14 @@ async function main(): Promise<number> {
   await using cluster = root ? await namespacedCluster() : await loopbackCluster();
   console.log(`   ${cluster.description}\n`);
 
-  console.log(`2. arrakis-proxy -F <demo ssh_config> ${cluster.sshHost}`);
+  console.log(`2. ${binary ?? "arrakis-proxy"} -F <demo ssh_config> ${cluster.sshHost}`);
   await using proxy = await startProxy([
     "-F",
     cluster.sshConfigPath,
     "-l",
     "localhost:0",
     cluster.sshHost,
-  ]);
+  ], { program: binary ? [binary] : undefined });
   for (const line of proxy.stderr().trim().split("\n")) console.log(`   ${line}`);
   console.log(`   stdout: ${await proxy.exportLine}\n`);
 
@@ -142,4 +152,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) Deno.exit(await main(Deno.args));

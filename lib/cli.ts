@@ -12,15 +12,16 @@ import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
-import { doctor } from "./doctor.ts";
 import { DAEMON_FLAG, runDaemon } from "./background/daemon.ts";
 import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/cli.ts";
 import type { ShellSyntax } from "./background/shell.ts";
+import { sendSignal } from "./process.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
 
-const OPTIONS = {
+/** The options {@link parseCli} accepts (the help text must list each). */
+export const OPTIONS = {
   server: { type: "string", short: "s" },
   listen: { type: "string", short: "l" },
   "ssh-config": { type: "string", short: "F" },
@@ -86,7 +87,8 @@ Examples:
   arrakis-proxy doctor login.example.org
 `;
 
-const DOCTOR_OPTIONS = {
+/** The options {@link parseDoctorCli} accepts (its help text must list each). */
+export const DOCTOR_OPTIONS = {
   server: { type: "string", short: "s" },
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
@@ -165,6 +167,8 @@ async function doctorMain(args: string[]): Promise<number> {
   }
   const logger = stderrLogger(cli.verbose ? "verbose" : "normal");
   try {
+    // Loaded here: doctor still speaks gRPC in this process, a proxy run never does.
+    const { doctor } = await import("./doctor.ts");
     const report = await doctor(cli.sshHost, {
       server: cli.server,
       sshConfig: cli.sshConfig,
@@ -366,11 +370,7 @@ async function runCommand(command: string[], url: string): Promise<number> {
     });
   }
   // The terminal's Ctrl-C reaches the child too; a SIGTERM sent to us alone is passed on.
-  const forward = () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-  };
+  const forward = () => sendSignal(child, "SIGTERM");
   Deno.addSignalListener("SIGTERM", forward);
   try {
     const status = await child.status;

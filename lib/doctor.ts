@@ -12,32 +12,22 @@
  */
 import { SshConnection } from "./ssh/connection.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
-import { formatNetloc, LocationMap } from "./flight/locations.ts";
+import { LocationMap } from "./flight/locations.ts";
+import { formatNetloc } from "./netloc.ts";
 import { discoverEndpoints } from "./flight/discovery.ts";
 import { FlightProxy } from "./flight/proxy.ts";
 import { type DataSummary, fetchArrakis, pingFlight, summarizeTables } from "./flight/client.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { silentLogger } from "./log.ts";
+import { connectOptions, type SshOptions } from "./ssh_proxy.ts";
+import { userSshArgs } from "./ssh/args.ts";
+import { withTimeout } from "./async.ts";
 
-/** Options of {@link doctor}. */
-export interface DoctorOptions {
-  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
-  server?: string;
-  /** ssh_config file, passed to ssh as `-F`. */
-  sshConfig?: string;
-  /** ssh options, each passed as `-o`. */
-  sshOptions?: string[];
-  /** ssh executable. @default {"ssh"} */
-  sshBinary?: string;
-  /** Let ssh prompt on the terminal. @default {true} */
-  interactive?: boolean;
+/** Options of {@link doctor}: a run's ssh options, plus the test fetch's. */
+export interface DoctorOptions extends SshOptions {
   /** Channels for the test fetch; default: the first ones a Find lists. */
   channels?: string[];
   /** Time limit of each network step, in milliseconds. @default {20000} */
   timeoutMs?: number;
-  /** Progress (stderr) and `--verbose` detail. */
-  logger?: Logger;
-  /** Log ssh command lines. */
-  verbose?: boolean;
   /** Program version for the report header. */
   version?: string;
 }
@@ -46,15 +36,19 @@ export interface DoctorOptions {
 export interface DoctorCheck {
   /** Step name, e.g. `ssh connect`, `endpoint data-a:40001`. */
   name: string;
+  /** Whether the step worked. */
   ok: boolean;
   /** What was found, or what went wrong. */
   detail: string;
+  /** How long the step took, when it was timed. */
   ms?: number;
 }
 
 /** Everything {@link doctor} found. */
 export interface DoctorReport {
+  /** Whether every step worked and data came back. */
   healthy: boolean;
+  /** Every step, in the order they ran. */
   checks: DoctorCheck[];
   /** The test fetch's data, when it got that far. */
   data?: DataSummary;
@@ -80,14 +74,6 @@ async function timed<T>(step: () => Promise<T>): Promise<{ value: T; ms: number 
   const started = performance.now();
   const value = await step();
   return { value, ms: performance.now() - started };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The current GPS time in nanoseconds (GPS = Unix − 315964800 s + 18 leap seconds). */
@@ -128,10 +114,7 @@ export async function doctor(
       `${Deno.build.os} ${Deno.build.arch}`,
   );
   report(`${"ssh client".padEnd(28)} ${await sshVersion(options.sshBinary ?? "ssh")}`);
-  const sshArgs = [
-    ...(options.sshConfig ? ["-F", options.sshConfig] : []),
-    ...(options.sshOptions ?? []).flatMap((option) => ["-o", option]),
-  ];
+  const sshArgs = userSshArgs(options);
   report(`${"ssh host".padEnd(28)} ${sshHost}${sshArgs.length ? ` (${sshArgs.join(" ")})` : ""}`);
 
   await using stack = new AsyncDisposableStack();
@@ -139,17 +122,7 @@ export async function doctor(
     logger.progress?.(`connecting to ${sshHost}…`);
     let connection: SshConnection;
     try {
-      const connected = await timed(() =>
-        SshConnection.connect({
-          host: sshHost,
-          sshConfig: options.sshConfig,
-          sshOptions: options.sshOptions,
-          sshBinary: options.sshBinary,
-          interactive: options.interactive ?? true,
-          verbose: options.verbose,
-          log: (line) => logger.debug(line),
-        })
-      );
+      const connected = await timed(() => SshConnection.connect(connectOptions(sshHost, options)));
       connection = stack.use(connected.value);
       check({ name: "ssh connect", ok: true, detail: "master connection up", ms: connected.ms });
     } catch (error) {

@@ -11,6 +11,7 @@ export class UserError extends Error {
   /** Process exit status: 2 for bad usage, 1 for runtime failures. */
   readonly exitCode: number;
 
+  /** A one-line `message`; `exitCode` defaults to 1. */
   constructor(message: string, options?: { exitCode?: number; cause?: unknown }) {
     super(message, { cause: options?.cause });
     this.name = "UserError";
@@ -20,6 +21,7 @@ export class UserError extends Error {
 
 /** Bad command-line usage (exit status 2). */
 export class UsageError extends UserError {
+  /** A one-line `message`; the exit code is 2. */
   constructor(message: string) {
     super(message, { exitCode: 2 });
     this.name = "UsageError";

@@ -14,16 +14,23 @@
  *
  * @module
  */
-import { FlightProxy } from "./flight/proxy.ts";
-import { LocationMap } from "./flight/locations.ts";
-import { discoverEndpoints, type Discovery } from "./flight/discovery.ts";
-import type { grpc } from "./deps.ts";
+import type { LocationMap } from "./flight/locations.ts";
+import type { Discovery } from "./flight/discovery.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
 import { readLines } from "./lines.ts";
-
-/** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
-export const PROXY_CHILD_FLAG = "--internal-proxy-child";
+import {
+  type ChannelOptions,
+  encodeMessage,
+  type FromChild,
+  jsonLines,
+  Pending,
+  PROXY_CHILD_FLAG,
+  type ToChild,
+} from "./proxy_process/protocol.ts";
+import { Backoff } from "./backoff.ts";
+import { delay as sleep } from "./async.ts";
+import { stopChild } from "./process.ts";
 
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
@@ -39,7 +46,7 @@ export interface IsolatedProxyOptions {
   /** Progress and warnings, the child's included. */
   logger?: Logger;
   /** grpc-js options for the backend channel. */
-  channelOptions?: grpc.ChannelOptions;
+  channelOptions?: ChannelOptions;
   /** Pass the child's per-call detail to `logger.debug` (otherwise the child drops it). */
   verbose?: boolean;
   /**
@@ -51,33 +58,11 @@ export interface IsolatedProxyOptions {
 
 type StartedOptions = IsolatedProxyOptions & { backend: string };
 
-type ToChild =
-  | {
-    type: "start";
-    backend: string;
-    listen: string;
-    locations: [string, string][];
-    channelOptions?: grpc.ChannelOptions;
-    unavailable?: string;
-    verbose?: boolean;
-  }
-  | { type: "resolved"; id: number; local?: string; error?: string }
-  | { type: "unavailable"; reason?: string }
-  | { type: "set"; remote: string; local: string }
-  | { type: "discover"; id: number };
-
-type FromChild =
-  | { type: "ready"; address: string }
-  | { type: "failed"; message: string }
-  | { type: "resolve"; id: number; host: string; port: number; netloc: string }
-  | { type: "log"; level: keyof Logger; message: string }
-  | { type: "discovered"; id: number; discovery?: Discovery; error?: string };
-
 /** The argv that runs this program as a proxy child. */
 function defaultChildCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), PROXY_CHILD_FLAG];
-  // This module is its own entry point (see the end of the file): less to load than main.ts.
-  const main = import.meta.url;
+  // The child module is its own entry point: less to load than main.ts.
+  const main = new URL("./proxy_process/child.ts", import.meta.url).href;
   return [
     Deno.execPath(),
     "run",
@@ -91,14 +76,8 @@ function defaultChildCommand(): string[] {
   ];
 }
 
-const encoder = new TextEncoder();
-
-async function* jsonLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
-  for await (const line of readLines(stream)) if (line.trim() !== "") yield JSON.parse(line);
-}
-
-/** Restart delays after consecutive crashes: quick first, then at most every 10 s. */
-const RESTART_DELAYS_MS = [0, 250, 1000, 2000, 5000, 10_000];
+/** Restart delays after consecutive crashes: at once first, then 250 ms doubling to 10 s. */
+const RESTART_BACKOFF = { initialMs: 250, maxMs: 10_000, immediateFirst: true };
 // A child that served this long before dying starts the delays over.
 const STABLE_MS = 30_000;
 
@@ -118,7 +97,7 @@ export class IsolatedProxy implements AsyncDisposable {
   #unavailable: string | undefined;
   #closing = false;
   #replacing = false;
-  #crashes = 0;
+  #backoff = new Backoff(RESTART_BACKOFF);
   #restarts = 0;
   #supervising: Promise<void>;
   #unwatch: () => void;
@@ -213,9 +192,8 @@ export class IsolatedProxy implements AsyncDisposable {
       if (this.#replacing) {
         this.#replacing = false;
       } else {
-        if (Date.now() - startedAt > STABLE_MS) this.#crashes = 0;
-        delay = RESTART_DELAYS_MS[Math.min(this.#crashes, RESTART_DELAYS_MS.length - 1)];
-        this.#crashes++;
+        if (Date.now() - startedAt > STABLE_MS) this.#backoff.reset();
+        delay = this.#backoff.next();
         const how = status.signal ? `signal ${status.signal}` : `exit ${status.code}`;
         const why = this.#child.lastError ? `: ${this.#child.lastError}` : "";
         this.#logger.warn(
@@ -223,7 +201,7 @@ export class IsolatedProxy implements AsyncDisposable {
             (delay ? ` in ${delay / 1000} s` : ""),
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay);
       if (this.#closing) return;
       const child = Child.spawn(this.#options, this.#logger);
       this.#child = child;
@@ -248,8 +226,7 @@ class Child {
   #messages: AsyncGenerator<unknown>;
   #logger: Logger;
   #locations: LocationMap;
-  #discoveries = new Map<number, PromiseWithResolvers<Discovery>>();
-  #nextId = 0;
+  #discoveries = new Pending<Discovery>();
 
   private constructor(process: Deno.ChildProcess, options: IsolatedProxyOptions, logger: Logger) {
     this.process = process;
@@ -258,6 +235,8 @@ class Child {
     this.#logger = logger;
     this.#locations = options.locations;
     this.#readErrors(process.stderr);
+    // A child that dies never answers what it was asked.
+    process.status.then(() => this.#discoveries.failAll(new Error("the proxy process died")));
   }
 
   static spawn(options: IsolatedProxyOptions, logger: Logger): Child {
@@ -272,17 +251,13 @@ class Child {
   }
 
   discover(): Promise<Discovery> {
-    const id = this.#nextId++;
-    const waiter = Promise.withResolvers<Discovery>();
-    this.#discoveries.set(id, waiter);
+    const { id, promise } = this.#discoveries.open();
     this.send({ type: "discover", id });
-    // A child that dies meanwhile never answers.
-    this.process.status.then(() => waiter.reject(new Error("the proxy process died")));
-    return waiter.promise.finally(() => this.#discoveries.delete(id));
+    return promise;
   }
 
   send(message: ToChild): void {
-    this.#input.write(encoder.encode(JSON.stringify(message) + "\n")).catch(() => {
+    this.#input.write(encodeMessage(message)).catch(() => {
       // The child is gone; the supervisor notices through its exit status.
     });
   }
@@ -322,14 +297,8 @@ class Child {
   }
 
   async stop(): Promise<void> {
-    await this.#input.close().catch(() => undefined);
-    const timer = setTimeout(() => {
-      try {
-        this.process.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 3000);
-    await this.process.status;
-    clearTimeout(timer);
+    // The child exits when its stdin closes.
+    await stopChild(this.process, { ask: () => this.#input.close(), signal: "SIGKILL" });
   }
 
   async #serve(): Promise<void> {
@@ -354,108 +323,22 @@ class Child {
         this.#logger[message.level]?.(message.message);
         break;
       case "discovered": {
-        const waiter = this.#discoveries.get(message.id);
-        if (message.discovery) waiter?.resolve(message.discovery);
-        else waiter?.reject(new Error(message.error ?? "discovery failed"));
+        this.#discoveries.settle(
+          message.id,
+          message.discovery
+            ? { value: message.discovery }
+            : { error: message.error ?? "discovery failed" },
+        );
         break;
       }
     }
   }
 
   async #readErrors(stream: ReadableStream<Uint8Array>): Promise<void> {
-    let buffered = "";
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      buffered += text;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        if (line.trim() === "") continue;
-        this.lastError = line.trim();
-        this.#logger.debug(`proxy process: ${line}`);
-      }
+    for await (const line of readLines(stream)) {
+      if (line.trim() === "") continue;
+      this.lastError = line.trim();
+      this.#logger.debug(`proxy process: ${line}`);
     }
   }
 }
-
-/**
- * The child's side: read the configuration from stdin, serve a FlightProxy, ask
- * the parent for new forwards, and exit when stdin closes.
- */
-export async function runProxyChild(): Promise<number> {
-  // Ctrl-C in the terminal reaches the whole process group; the parent decides.
-  for (const signal of ["SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => {});
-  const out = (message: FromChild) => {
-    const bytes = encoder.encode(JSON.stringify(message) + "\n");
-    for (let written = 0; written < bytes.length;) {
-      written += Deno.stdout.writeSync(bytes.subarray(written));
-    }
-  };
-  const logger: Logger = {
-    debug: (message) => out({ type: "log", level: "debug", message }),
-    info: (message) => out({ type: "log", level: "info", message }),
-    warn: (message) => out({ type: "log", level: "warn", message }),
-  };
-  const pending = new Map<number, { resolve(local: string): void; reject(e: Error): void }>();
-  let nextId = 0;
-  let proxy: FlightProxy | undefined;
-  let backend = "";
-
-  for await (const raw of jsonLines(Deno.stdin.readable)) {
-    const message = raw as ToChild;
-    switch (message.type) {
-      case "start": {
-        backend = message.backend;
-        const locations = new LocationMap(
-          message.locations,
-          (remote) =>
-            new Promise<string>((resolve, reject) => {
-              const id = nextId++;
-              pending.set(id, { resolve, reject });
-              out({ type: "resolve", id, ...remote });
-            }),
-        );
-        try {
-          proxy = await FlightProxy.start({
-            backend: message.backend,
-            listen: message.listen,
-            locations,
-            // A line per call over the pipe costs; send it only when someone reads it.
-            logger: message.verbose ? logger : { ...logger, debug: () => {} },
-            channelOptions: message.channelOptions,
-          });
-        } catch (error) {
-          out({ type: "failed", message: (error as Error).message });
-          return 1;
-        }
-        if (message.unavailable) proxy.setUnavailable(message.unavailable);
-        out({ type: "ready", address: proxy.address });
-        break;
-      }
-      case "resolved": {
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        if (message.local !== undefined) waiter?.resolve(message.local);
-        else waiter?.reject(new Error(message.error ?? "forward failed"));
-        break;
-      }
-      case "unavailable":
-        proxy?.setUnavailable(message.reason);
-        break;
-      case "set":
-        proxy?.locations.set(message.remote, message.local);
-        break;
-      case "discover": {
-        const { id } = message;
-        discoverEndpoints(backend).then(
-          (discovery) => out({ type: "discovered", id, discovery }),
-          (error) => out({ type: "discovered", id, error: (error as Error).message }),
-        );
-        break;
-      }
-    }
-  }
-  await proxy?.close();
-  return 0;
-}
-
-if (import.meta.main && Deno.args[0] === PROXY_CHILD_FLAG) Deno.exit(await runProxyChild());

@@ -6,26 +6,26 @@
  *
  * @module
  */
-import type { SshConnection } from "./ssh/connection.ts";
-import { SshSupervisor, type SupervisorState } from "./ssh/supervisor.ts";
+import { SshSupervisor } from "./ssh/supervisor.ts";
+import type { ConnectOptions } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./isolated_proxy.ts";
-import { formatNetloc, LocationMap, type LocationResolver } from "./flight/locations.ts";
+import { LocationMap, type LocationResolver } from "./flight/locations.ts";
+import {
+  formatNetloc,
+  type HostPort,
+  isLoopbackHost,
+  parseListenAddress,
+  parseNetloc,
+} from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
 
-/** Options of {@link sshProxy}. */
-export interface SshProxyOptions {
+/** How to reach the login host and the server behind it: what a run and doctor share. */
+export interface SshOptions {
   /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
   server?: string;
-  /**
-   * Local proxy address, `HOST:PORT`.
-   * @default {"localhost:31206"}
-   */
-  listen?: string;
-  /** Allow a `listen` address other than loopback (anyone who reaches it reaches the cluster). */
-  allowRemoteClients?: boolean;
   /** ssh_config file, passed to ssh as `-F`. */
   sshConfig?: string;
   /** ssh options, each passed as `-o`. */
@@ -36,8 +36,33 @@ export interface SshProxyOptions {
   interactive?: boolean;
   /** Progress and warnings. */
   logger?: Logger;
-  /** Log ssh command lines and RPCs. */
+  /** Log ssh command lines (and, in a run, each RPC). */
   verbose?: boolean;
+}
+
+/** The connection options of a run (and of doctor, which makes the same connection). */
+export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
+  const logger = options.logger ?? silentLogger;
+  return {
+    host: sshHost,
+    sshConfig: options.sshConfig,
+    sshOptions: options.sshOptions,
+    sshBinary: options.sshBinary,
+    interactive: options.interactive ?? true,
+    verbose: options.verbose,
+    log: (line) => logger.debug(line),
+  };
+}
+
+/** Options of {@link sshProxy}. */
+export interface SshProxyOptions extends SshOptions {
+  /**
+   * Local proxy address, `HOST:PORT`.
+   * @default {"localhost:31206"}
+   */
+  listen?: string;
+  /** Allow a `listen` address other than loopback (anyone who reaches it reaches the cluster). */
+  allowRemoteClients?: boolean;
   /** Aborting stops the set-up and releases what it opened. */
   signal?: AbortSignal;
   /** First wait before reconnecting a lost SSH connection (doubles up to 30 s). @default {1000} */
@@ -61,53 +86,31 @@ const BACKEND_CHANNEL_OPTIONS = {
   "grpc.max_reconnect_backoff_ms": 2000,
 };
 
+/** Where a running {@link SshProxy} is. */
+export type SshProxyState = "up" | "reconnecting" | "closed";
+
 /** A running proxy over SSH; dispose of it to tear everything down. */
 export interface SshProxy extends AsyncDisposable {
   /** What clients put in `ARRAKIS_SERVER`, e.g. `grpc://localhost:31206`. */
   readonly url: string;
   /** The remote Arrakis server being proxied. */
   readonly server: string;
-  /** The Flight proxy (in a supervised child process, see `isolated_proxy.ts`). */
-  readonly proxy: IsolatedProxy;
-  /** The SSH master connection in use (a new one after each reconnect). */
-  readonly connection: SshConnection;
-  /** The SSH link: reconnects by itself when the connection is lost. */
-  readonly ssh: SshSupervisor;
   /**
    * `up`, or `reconnecting` while the SSH connection is down (every call is then
    * answered UNAVAILABLE at once), or `closed`. A lost connection does not end
    * the proxy.
    */
-  readonly state: SupervisorState;
+  readonly state: SshProxyState;
+  /** The forwards in use, remote `host:port` → local `host:port`; grows on demand. */
+  readonly forwards: readonly { remote: string; local: string }[];
+  /** How often the SSH connection was lost and made again. */
+  readonly reconnects: number;
   /** Stops the proxy, the forwards and the SSH connection. */
   close(): Promise<void>;
 }
 
-/** A `HOST:PORT` listen address taken apart. */
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
-
-const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|::1)$/i;
-
-/** Parses `HOST:PORT` (IPv6 in brackets); throws {@link UsageError} when malformed. */
-export function parseListenAddress(text: string): ListenAddress {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]+)):(\d{1,5})$/.exec(text);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) {
-    throw new UsageError(`invalid listen address ${JSON.stringify(text)}: expected HOST:PORT`);
-  }
-  return { host: match[1] ?? match[2], port };
-}
-
-/** Whether a listen host only accepts connections from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK.test(host);
-}
-
 /** Checks that the listen address can be bound, before anyone types a password. */
-export function assertListenable({ host, port }: ListenAddress): void {
+export function assertListenable({ host, port }: HostPort): void {
   if (port === 0) return;
   try {
     Deno.listen({ hostname: host, port }).close();
@@ -169,21 +172,17 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   logger.progress?.(`connecting to ${sshHost}…`);
   // Set once the Flight proxy exists; SSH drops before that fail the set-up.
   const started: { proxy?: IsolatedProxy } = {};
+  let reconnects = 0;
   const ssh = stack.use(
     await SshSupervisor.start({
-      host: sshHost,
-      sshConfig: options.sshConfig,
-      sshOptions: options.sshOptions,
-      sshBinary: options.sshBinary,
-      interactive: options.interactive ?? true,
+      ...connectOptions(sshHost, options),
       adopt: options.adoptMaster,
-      verbose: options.verbose,
-      log: (line) => logger.debug(line),
       logger,
       sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
       initialBackoffMs: options.reconnectBackoffMs,
       onDown: (reason) => started.proxy?.setUnavailable(reason),
       onUp: (moved) => {
+        reconnects++;
         for (const { host, port, local } of moved) {
           const remote = formatNetloc(host, port);
           const netloc = formatNetloc(local.host, local.port);
@@ -246,9 +245,8 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
 
   logger.progress?.("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
-  const url = `grpc://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${
-    proxy.address.slice(proxy.address.lastIndexOf(":") + 1)
-  }`;
+  // The host as the user wrote it (localhost stays localhost), the port as bound.
+  const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;
 
   const owned = stack.move();
   let closing: Promise<void> | undefined;
@@ -256,13 +254,14 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   return {
     url,
     server: server.url,
-    proxy,
-    get connection() {
-      return ssh.connection;
-    },
-    ssh,
     get state() {
       return ssh.state;
+    },
+    get forwards() {
+      return locations.entries().map(([remote, local]) => ({ remote, local }));
+    },
+    get reconnects() {
+      return reconnects;
     },
     close,
     [Symbol.asyncDispose]: close,

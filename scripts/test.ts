@@ -1,12 +1,14 @@
 /**
  * `deno task test`: runs each test file in its own `deno test` process, two at a
- * time, and prints one summary line (`N passed, N failed, N skipped`).
+ * time, and prints one summary line
+ * (`N passed, N failed, N skipped, N rerun after a runtime crash`).
  *
  * Why not one `deno test --parallel`: Deno 2.9.6 can abort the whole process
  * inside nghttp2 when an HTTP/2 session receives GOAWAY (denoland/deno#36788).
  * The tests run real gRPC servers and clients in-process, so now and then a
  * runner dies that way with every file in it. Here a file whose runner is killed
- * by SIGABRT/SIGSEGV is run once more, and says so loudly; an assertion that
+ * by SIGABRT/SIGSEGV is run once more, says so loudly, and is counted in the
+ * summary line, so a crash cannot hide behind a green rerun; an assertion that
  * fails is never retried. The product itself survives that crash by design
  * (lib/isolated_proxy.ts).
  *
@@ -39,6 +41,8 @@ interface Outcome {
   passed: number;
   failed: number;
   ignored: number;
+  /** Runs after the first one: 1 when the first runner crashed. */
+  reruns: number;
   ok: boolean;
   seconds: number;
 }
@@ -86,7 +90,16 @@ async function runFile(file: string): Promise<Outcome> {
       continue;
     }
     const ok = output.success && found;
-    return { file, passed, failed: ok ? failed : Math.max(failed, 1), ignored, ok, seconds };
+    const reruns = attempt - 1;
+    return {
+      file,
+      passed,
+      failed: ok ? failed : Math.max(failed, 1),
+      ignored,
+      reruns,
+      ok,
+      seconds,
+    };
   }
 }
 
@@ -104,10 +117,14 @@ console.log("\n===== summary =====");
 for (const o of outcomes.sort((a, b) => a.file.localeCompare(b.file))) {
   console.log(
     `${o.ok ? "ok    " : "FAILED"} ${o.file}: ${o.passed} passed, ${o.failed} failed, ` +
-      `${o.ignored} ignored (${o.seconds.toFixed(0)} s)`,
+      `${o.ignored} ignored${o.reruns ? ", rerun after a runtime crash" : ""} ` +
+      `(${o.seconds.toFixed(0)} s)`,
   );
 }
-const total = (key: "passed" | "failed" | "ignored") =>
+const total = (key: "passed" | "failed" | "ignored" | "reruns") =>
   outcomes.reduce((sum, o) => sum + o[key], 0);
-console.log(`${total("passed")} passed, ${total("failed")} failed, ${total("ignored")} skipped`);
+console.log(
+  `${total("passed")} passed, ${total("failed")} failed, ${total("ignored")} skipped, ` +
+    `${total("reruns")} rerun after a runtime crash`,
+);
 Deno.exit(outcomes.every((o) => o.ok) ? 0 : 1);

@@ -11,7 +11,7 @@ import { proxyCommand, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import { expectedTable } from "./fixtures/mock_arrakis.ts";
 import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
-import { PROXY_CHILD_FLAG } from "../lib/isolated_proxy.ts";
+import { PROXY_CHILD_FLAG } from "../lib/proxy_process/protocol.ts";
 
 const CLIENT = new URL("./fixtures/arrakis_client.ts", import.meta.url).pathname;
 const rows = (table: { toArray(): { toJSON(): unknown }[] }) =>

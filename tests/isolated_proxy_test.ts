@@ -160,6 +160,12 @@ Deno.test("the server restarting (GOAWAY) never takes the proxy down for good", 
     );
   }
   console.log(`6 server restarts; proxy child restarts: ${proxy.restarts}`);
+  // Whether the child crashed is up to Deno's nghttp2; what is checked is that every
+  // death was reported and followed by exactly one restart on the same address.
+  const deaths = log.filter((line) => /the proxy process died/.test(line)).length;
+  const restarted = log.filter((line) => line === `proxy restarted on ${proxy.address}`).length;
+  assertEquals({ deaths, restarted }, { deaths: proxy.restarts, restarted: proxy.restarts });
+  assert(!log.some((line) => /restarting the proxy failed/.test(line)), log.join("\n"));
   await backend.stop();
 });
 

@@ -23,7 +23,7 @@ import { startProxy } from "./fixtures/proxy_cli.ts";
 import { arrakisDescriptor, COUNT_ALL_COMMAND } from "../lib/flight/discovery.ts";
 import { readFields, WireType } from "../lib/flight/wire.ts";
 import { FLIGHT_SERVICE } from "../lib/flight/proto.ts";
-import { PROXY_CHILD_FLAG } from "../lib/isolated_proxy.ts";
+import { PROXY_CHILD_FLAG } from "../lib/proxy_process/protocol.ts";
 import { descendants } from "./fixtures/processes.ts";
 
 const MiB = 1 << 20;

@@ -101,11 +101,6 @@ Deno.test("forward reaches a server known only by its in-namespace name", async 
   assertEquals(local.host, "127.0.0.1");
   assertEquals(await echoThrough(local.port, "hello through ssh\n"), "hello through ssh\n");
   assertEquals(await conn.forward("echo-a", 7000), local, "same target, same forward");
-  assertEquals([...conn.forwards], [["echo-a:7000", local]]);
-
-  await conn.cancelForward("echo-a", 7000);
-  assertEquals(conn.forwards.size, 0);
-  await assertRejects(() => Deno.connect({ hostname: "127.0.0.1", port: local.port }));
 });
 
 Deno.test("ten forwards opened at once get distinct working ports", async () => {
@@ -125,7 +120,6 @@ Deno.test("ten forwards opened at once get distinct working ports", async () => 
   const elapsed = performance.now() - started;
   const ports = new Set(locals.map((local) => local.port));
   assertEquals(ports.size, 10);
-  assertEquals(conn.forwards.size, 10);
   const replies = await Promise.all(names.map((name, i) => echoThrough(locals[i].port, name)));
   assertEquals(replies, names);
   console.log(`10 concurrent forwards in ${elapsed.toFixed(0)} ms`);
@@ -197,7 +191,6 @@ Deno.test("invalid forward targets are refused", async () => {
   for (const [host, port] of [["-R1:x:2", 1], ["a/b", 1], ["a b", 1], ["a:b", 1], ["ok", 0]]) {
     await assertRejects(() => conn.forward(host as string, port as number), UserError);
   }
-  assertEquals(conn.forwards.size, 0);
   // IPv6 literals are fine, bracketed or not, and share one forward.
   const v6 = await conn.forward("::1", 22);
   assertEquals(await conn.forward("[::1]", 22), v6);

@@ -25,14 +25,8 @@
  */
 import { SshConnection } from "../ssh/connection.ts";
 import { assertSshDestination } from "../ssh/validate.ts";
-import { formatNetloc } from "../flight/locations.ts";
-import {
-  assertListenable,
-  isLoopbackHost,
-  parseListenAddress,
-  sshProxy,
-  type SshProxyOptions,
-} from "../ssh_proxy.ts";
+import { formatNetloc, isLoopbackHost, parseListenAddress } from "../netloc.ts";
+import { assertListenable, sshProxy, type SshProxyOptions } from "../ssh_proxy.ts";
 import { type Logger, silentLogger, type Verbosity } from "../log.ts";
 import { UsageError, UserError } from "../errors.ts";
 import denoJson from "../../deno.json" with { type: "json" };
@@ -383,7 +377,7 @@ export async function runDaemon(configText: string): Promise<number> {
       requestedServer: config.server,
       url: proxy.url,
       listen: formatNetloc(listen.host, port),
-      forwards: forwardsOf(proxy.connection),
+      forwards: [...proxy.forwards],
       started: new Date().toISOString(),
       state: "up",
       reconnects: 0,
@@ -392,7 +386,6 @@ export async function runDaemon(configText: string): Promise<number> {
     await writeRecord(dir, record);
     logger.info(`ready: ARRAKIS_SERVER=${proxy.url}, pid ${Deno.pid}`);
 
-    let connection = proxy.connection;
     let downSince: number | undefined;
     while (true) {
       const signal = await Promise.race([
@@ -404,14 +397,11 @@ export async function runDaemon(configText: string): Promise<number> {
         return 0;
       }
       const before = JSON.stringify(record);
-      if (proxy.connection !== connection) {
-        connection = proxy.connection;
-        record.reconnects++;
-      }
+      record.reconnects = proxy.reconnects;
       record.state = proxy.state === "reconnecting" ? "reconnecting" : "up";
       if (record.state === "up") {
         downSince = undefined;
-        record.forwards = forwardsOf(proxy.connection);
+        record.forwards = [...proxy.forwards];
       } else {
         downSince ??= Date.now();
         if (Date.now() - downSince > config.giveUpAfterSeconds * 1000) {
@@ -435,11 +425,4 @@ export async function runDaemon(configText: string): Promise<number> {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
     await removeRecord(dir, Deno.pid, { log: !keepLog });
   }
-}
-
-function forwardsOf(connection: SshConnection): ProxyRecord["forwards"] {
-  return [...connection.forwards].map(([remote, local]) => ({
-    local: formatNetloc(local.host, local.port),
-    remote,
-  }));
 }

@@ -27,7 +27,7 @@ import {
   Table,
   tableFromIPC,
   tableToIPC,
-} from "../deps.ts";
+} from "./arrow.ts";
 
 /** One Flight `FlightData` message, as far as the Arrow payload goes. */
 export interface FlightData {

@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { grpc, type Table } from "../deps.ts";
+import type { Table } from "./arrow.ts";
+import { grpc } from "./grpc.ts";
 import { FLIGHT_SERVICE, flightPackageDefinition } from "./proto.ts";
 import { backendTarget } from "./proxy.ts";
 import { REUSE_CONNECTION } from "./locations.ts";
@@ -144,17 +145,23 @@ export async function pingFlight(url: string, timeoutMs = 10_000): Promise<numbe
 
 /** One channel (a non-`time` column) across the fetched tables. */
 export interface ChannelSummary {
+  /** The column's name, e.g. `H1:GDS-CALIB_STRAIN`. */
   name: string;
+  /** Values in the column, over every table. */
   samples: number;
   /** Sample rate from the field metadata, when the server sets it. */
   rate?: number;
+  /** The first value (of the first table that has the column). */
   first?: number;
+  /** The last value (of the last table that has the column). */
   last?: number;
 }
 
 /** What a fetch brought back: rows, channels and the GPS time span. */
 export interface DataSummary {
+  /** Rows over every table. */
   rows: number;
+  /** Each non-`time` column, one entry per table that has it. */
   channels: ChannelSummary[];
   /** First and last `time` value in GPS seconds, when there is a `time` column. */
   span?: { start: number; end: number };

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { grpc } from "../deps.ts";
+import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { methodPath } from "./methods.ts";
 import { concatBytes, encodeLenField, encodeVarint, readFields, WireType } from "./wire.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { isValidHost, isValidPort } from "../net.ts";
+import { formatNetloc, isValidHost, isValidPort, NETLOC_PATTERN, unbracket } from "../netloc.ts";
 
 /** The special location meaning "redeem on the connection that produced the ticket". */
 export const REUSE_CONNECTION = "arrow-flight-reuse-connection://?";
@@ -44,13 +44,8 @@ export type LocationKind =
 const FORWARDABLE_SCHEMES = new Set(["grpc", "grpc+tcp", "grpc+tls"]);
 const SCHEME_RE = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 
-const LOCATION_RE =
-  /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]\s]+):(\d+)(.*)$/s;
-
-/** Canonical `host:port` for a host (IPv6 literals bracketed) and a port. */
-export function formatNetloc(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host.toLowerCase()}:${port}`;
-}
+// scheme://host:port, then whatever follows (path, query) kept as it is.
+const LOCATION_RE = new RegExp(`^([A-Za-z][A-Za-z0-9+.-]*)://${NETLOC_PATTERN}(.*)$`, "s");
 
 /**
  * Classifies a location URI. Endpoints are `grpc[+tcp|+tls]://host:port[rest]` with
@@ -75,7 +70,7 @@ export function classifyLocation(uri: string): LocationKind {
   const match = LOCATION_RE.exec(uri);
   if (!match) return { kind: "unsupported", reason: "no host:port in the URI" };
   const [, rawScheme, rawHost, rawPort, rest] = match;
-  const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
+  const host = unbracket(rawHost);
   const port = Number(rawPort);
   if (!isValidHost(host)) return { kind: "unsupported", reason: `invalid host ${rawHost}` };
   if (!isValidPort(port)) {

@@ -8,7 +8,7 @@
  * @module
  */
 import flightProtoText from "../../proto/flight.proto" with { type: "text" };
-import { fromJSON, type PackageDefinition, protobuf } from "../deps.ts";
+import { fromJSON, type PackageDefinition, protobuf } from "./protobuf.ts";
 
 export { FLIGHT_SERVICE, type FlightMethod } from "./methods.ts";
 

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { grpc } from "../deps.ts";
+import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { LocationMap } from "./locations.ts";
@@ -22,6 +22,7 @@ import {
 import { readFields, WireError, WireType } from "./wire.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
+import { formatNetloc, netlocOfUrl, parseNetloc } from "../netloc.ts";
 
 /** Options of {@link FlightProxy.start}. */
 export interface FlightProxyOptions {
@@ -109,9 +110,9 @@ function rawFlightService(): grpc.ServiceDefinition {
 
 /** `grpc://host:port` (or a bare `host:port`) → the grpc-js target `host:port`. */
 export function backendTarget(url: string): string {
-  const match = /^(?:grpc(?:\+tcp)?:\/\/)?([^/]+?)\/?$/.exec(url);
-  if (!match) throw new UserError(`unsupported backend URL ${url}: expected grpc://HOST:PORT`);
-  return match[1];
+  const target = netlocOfUrl(url);
+  if (!target) throw new UserError(`unsupported backend URL ${url}: expected grpc://HOST:PORT`);
+  return target;
 }
 
 type Transform = (message: Uint8Array) => Promise<Uint8Array> | Uint8Array;
@@ -191,8 +192,8 @@ export class FlightProxy implements AsyncDisposable {
         : String((error as Error).message ?? error);
       throw new UserError(`cannot listen on ${listen}: ${reason}`, { cause: error });
     }
-    const host = listen.slice(0, listen.lastIndexOf(":"));
-    const proxy = new FlightProxy(server, client, `${host}:${port}`, locations, logger);
+    const host = parseNetloc(listen)?.host ?? "localhost";
+    const proxy = new FlightProxy(server, client, formatNetloc(host, port), locations, logger);
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
   }

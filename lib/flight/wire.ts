@@ -162,7 +162,7 @@ export function encodeVarint(value: number): Uint8Array {
   return Uint8Array.from(out);
 }
 
-/** Encodes one length-delimited field: tag, length, payload. */
+/** Encodes one length-delimited field (tag, length, payload), as chunks to concatenate. */
 export function encodeLenField(number: number, payload: Uint8Array): Uint8Array[] {
   return [encodeVarint(number * 8 + WireType.LEN), encodeVarint(payload.length), payload];
 }

@@ -1,12 +1,13 @@
 /**
  * Running the OpenSSH client: argument arrays only (never a shell string),
- * a clear error when the binary is missing, and command lines shown for
- * `--verbose`.
+ * a clear error when the binary is missing, command lines shown for
+ * `--verbose`, and what ssh says on stderr.
  *
  * @module
  */
 
 import { UserError } from "../errors.ts";
+import { settlesWithin } from "../async.ts";
 
 /** What a finished ssh command left behind. */
 export interface SshResult {
@@ -79,4 +80,44 @@ export async function runSsh(runner: SshRunner, args: readonly string[]): Promis
 export function lastLine(text: string): string {
   const lines = text.split(/\r?\n|\r/).map((line) => line.trim()).filter((line) => line !== "");
   return lines.at(-1) ?? "";
+}
+
+/** Copies ssh's stderr to ours (when interactive) and remembers its last lines. */
+export class StderrTee {
+  #reader: ReadableStreamDefaultReader<string>;
+  #done: Promise<void>;
+  #text = "";
+
+  /** Starts reading `stream`, echoing it to our stderr when `echo`. */
+  constructor(stream: ReadableStream<Uint8Array>, echo: boolean) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+    this.#done = this.#pump(echo);
+  }
+
+  /** The last non-empty line seen so far. */
+  get lastLine(): string {
+    return lastLine(this.#text);
+  }
+
+  async #pump(echo: boolean): Promise<void> {
+    const encoder = new TextEncoder();
+    try {
+      while (true) {
+        const { value, done } = await this.#reader.read();
+        if (done) return;
+        if (echo) await Deno.stderr.write(encoder.encode(value));
+        this.#text = (this.#text + value).slice(-4096);
+      }
+    } catch {
+      // Cancelled by finish(): the remaining output is not ours to wait for.
+    }
+  }
+
+  /** Waits up to `ms` for EOF, then stops reading. */
+  async finish(ms: number): Promise<void> {
+    if (!await settlesWithin(this.#done, ms)) {
+      await this.#reader.cancel().catch(() => undefined);
+      await this.#done;
+    }
+  }
 }

@@ -25,15 +25,21 @@
  */
 
 import { UserError } from "../errors.ts";
-import { lastLine, runSsh, spawnSsh, type SshResult, type SshRunner } from "./command.ts";
-import { getFreePort, isAddressFree } from "./free_port.ts";
+import { sendSignal, stopChild } from "../process.ts";
+import { formatNetloc } from "../netloc.ts";
 import {
-  assertSshDestination,
-  formatHostPort,
-  isIPv6Literal,
-  isValidHost,
-  isValidPort,
-} from "./validate.ts";
+  lastLine,
+  runSsh,
+  spawnSsh,
+  type SshResult,
+  type SshRunner,
+  StderrTee,
+} from "./command.ts";
+import { forwardSpec, masterArgs, muxArgs } from "./args.ts";
+import { makeControlDir } from "./control_dir.ts";
+import { isAddressFree, reserveFreePort } from "./free_port.ts";
+import { readSessionEnv, sessionEnvCommand } from "./session_env.ts";
+import { assertSshDestination, checkForwardTarget } from "./validate.ts";
 
 /** Options for {@link SshConnection.connect}. */
 export interface ConnectOptions {
@@ -116,63 +122,12 @@ export interface ExecOptions {
   login?: boolean;
 }
 
-const DEFAULT_CONTROL_PERSIST_SECONDS = 30;
-// ssh gives up after interval × (count + 1) s without a packet from the server: 4 s.
-const DEFAULT_SERVER_ALIVE_SECONDS = 1;
-const DEFAULT_SERVER_ALIVE_COUNT = 3;
 const FORWARD_ATTEMPTS = 5;
-// sun_path is 104 bytes on macOS (108 on Linux) and ssh first binds
-// "<ControlPath>.<16 random chars>", so keep the path well below that.
-const MAX_CONTROL_PATH = 80;
 // Words that mean the same to every remote shell.
 const SAFE_REMOTE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
 /** Forwards waiting to go to ssh together. */
 type ForwardBatch = { spec: string; done: PromiseWithResolvers<boolean> }[];
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const ENV_BEGIN = "arrakis-proxy-value-of-";
-const ENV_END = "arrakis-proxy-end-of-";
-
-/**
- * Reads `echo BEGIN NAME; printenv NAME; echo END NAME` output: a value is what
- * comes between its two markers (whatever a chatty profile printed before is
- * ignored). Resolves undefined if the session ends first.
- */
-async function readSessionEnv(
-  stdout: ReadableStream<Uint8Array>,
-  names: string[],
-): Promise<Map<string, string> | undefined> {
-  const values = new Map<string, string>();
-  let current: string[] | undefined;
-  let buffered = "";
-  const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    while (values.size < names.length) {
-      const { value, done } = await reader.read();
-      if (done) return undefined;
-      buffered += value;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        if (line.startsWith(ENV_BEGIN)) current = [];
-        else if (line.startsWith(ENV_END) && current) {
-          values.set(line.slice(ENV_END.length), current.join("\n").trim());
-          current = undefined;
-        } else current?.push(line);
-      }
-    }
-    return values;
-  } catch {
-    return undefined;
-  } finally {
-    // `cat` prints nothing more; stop reading.
-    reader.cancel().catch(() => undefined);
-  }
-}
-
-/** Ports handed out but not yet bound, shared so concurrent forwards never pick the same one. */
-const reservedPorts = new Set<number>();
 
 /** An OpenSSH master connection; see the module documentation. */
 export class SshConnection implements AsyncDisposable {
@@ -193,8 +148,9 @@ export class SshConnection implements AsyncDisposable {
   #keepaliveDone: Promise<unknown> = Promise.resolve();
   #sessionEnv: Promise<Map<string, string> | undefined> = Promise.resolve(undefined);
   #batch: ForwardBatch | undefined;
+  /** Ports handed out but not yet bound, so concurrent forwards never pick the same one. */
+  #reserved = new Set<number>();
   #forwards = new Map<string, Promise<LocalAddress>>();
-  #opened = new Map<string, LocalAddress>();
   #closing: Promise<void> | undefined;
   #resolveClosed!: (end: ConnectionEnd) => void;
 
@@ -244,11 +200,6 @@ export class SshConnection implements AsyncDisposable {
     return this.#masterPid;
   }
 
-  /** Open forwards: remote `host:port` → local address. */
-  get forwards(): ReadonlyMap<string, LocalAddress> {
-    return new Map(this.#opened);
-  }
-
   /**
    * Runs a fixed remote command over the master and collects its output.
    *
@@ -269,7 +220,7 @@ export class SshConnection implements AsyncDisposable {
     // The single quotes are safe because every word matched SAFE_REMOTE_WORD.
     const command = options.login ? [`exec "$SHELL" -lc '${argv.join(" ")}'`] : argv;
     return await runSsh(this.#runner, [
-      ...this.#muxArgs(),
+      ...muxArgs(this.controlPath),
       "-T",
       "-n",
       "--",
@@ -294,7 +245,7 @@ export class SshConnection implements AsyncDisposable {
   ): Promise<LocalAddress> {
     this.#assertOpen();
     const host = checkForwardTarget(remoteHost, remotePort);
-    const key = formatHostPort(host, remotePort);
+    const key = formatNetloc(host, remotePort);
     let pending = this.#forwards.get(key);
     if (pending === undefined) {
       pending = options.localPort === undefined
@@ -304,33 +255,6 @@ export class SshConnection implements AsyncDisposable {
       pending.catch(() => this.#forwards.delete(key));
     }
     return pending;
-  }
-
-  /** Stops forwarding to `remoteHost:remotePort`; does nothing if there is no such forward. */
-  async cancelForward(remoteHost: string, remotePort: number): Promise<void> {
-    this.#assertOpen();
-    const host = checkForwardTarget(remoteHost, remotePort);
-    const key = formatHostPort(host, remotePort);
-    const pending = this.#forwards.get(key);
-    if (pending === undefined) return;
-    const local = await pending.catch(() => undefined);
-    if (local === undefined) return;
-    this.#forwards.delete(key);
-    this.#opened.delete(key);
-    const result = await runSsh(this.#runner, [
-      ...this.#muxArgs(),
-      "-O",
-      "cancel",
-      "-L",
-      forwardSpec(local.port, host, remotePort),
-      "--",
-      this.host,
-    ]);
-    if (result.code !== 0) {
-      throw new UserError(
-        `cancelling forward 127.0.0.1:${local.port} → ${key} failed: ${lastLine(result.stderr)}`,
-      );
-    }
   }
 
   /**
@@ -355,13 +279,10 @@ export class SshConnection implements AsyncDisposable {
   release(): Promise<void> {
     this.#closing ??= (async () => {
       this.#state = "closed";
-      await this.#keepaliveInput?.close().catch(() => undefined);
-      if (!await settlesWithin(this.#keepaliveDone, 3000)) {
-        try {
-          this.#keepalive?.kill("SIGTERM");
-        } catch { /* already gone */ }
-        await this.#keepaliveDone;
+      if (this.#keepalive) {
+        await stopChild(this.#keepalive, { ask: () => this.#keepaliveInput?.close() });
       }
+      await this.#keepaliveDone;
       this.#resolveClosed({ lost: false, reason: `ssh connection to ${this.host} handed over` });
     })();
     return this.#closing;
@@ -371,24 +292,16 @@ export class SshConnection implements AsyncDisposable {
     const wasLost = this.#state === "lost";
     this.#state = "closing";
     if (this.#masterPid !== undefined) {
-      await runSsh(this.#runner, [...this.#muxArgs(), "-O", "exit", "--", this.host])
+      await runSsh(this.#runner, [...muxArgs(this.controlPath), "-O", "exit", "--", this.host])
         .catch(() => undefined);
     }
-    await this.#keepaliveInput?.close().catch(() => undefined);
-    if (!await settlesWithin(this.#keepaliveDone, 3000)) {
-      try {
-        this.#keepalive?.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await this.#keepaliveDone;
+    if (this.#keepalive) {
+      await stopChild(this.#keepalive, { ask: () => this.#keepaliveInput?.close() });
     }
-    if (this.#masterPid !== undefined && !await processGone(this.#masterPid, 3000)) {
-      // -O exit did not work (master wedged): it is our process, stop it.
-      try {
-        Deno.kill(this.#masterPid, "SIGTERM");
-      } catch { /* already gone */ }
-    }
+    await this.#keepaliveDone;
+    // If -O exit did not work (master wedged), it is our process: stop it.
+    if (this.#masterPid !== undefined) await stopChild(this.#masterPid);
     await Deno.remove(this.#dir, { recursive: true }).catch(() => undefined);
-    this.#opened.clear();
     this.#forwards.clear();
     this.#state = "closed";
     if (!wasLost) {
@@ -402,69 +315,19 @@ export class SshConnection implements AsyncDisposable {
     }
   }
 
-  /** Arguments for a client of our master that can never fall back to a fresh connection. */
-  #muxArgs(): string[] {
-    return [
-      // Our own config is irrelevant to a mux client; the user's might run commands.
-      "-F",
-      "none",
-      "-S",
-      this.controlPath,
-      "-o",
-      "ControlMaster=no",
-      "-o",
-      "BatchMode=yes",
-      // If the master is gone ssh would open a new connection; make that fail at once.
-      "-o",
-      "ProxyCommand=false",
-      "-o",
-      "LogLevel=ERROR",
-    ];
-  }
-
-  #masterArgs(): string[] {
-    const options = this.#options;
-    const persist = options.controlPersistSeconds ?? DEFAULT_CONTROL_PERSIST_SECONDS;
-    const alive = options.serverAliveIntervalSeconds ?? DEFAULT_SERVER_ALIVE_SECONDS;
-    // ssh keeps the first value it sees for an option, command line before
-    // config files: ours that must hold go first, the user's -o next, and
-    // defaults the user may override last.
-    return [
-      ...(options.sshConfig !== undefined ? ["-F", options.sshConfig] : []),
-      "-M",
-      "-S",
-      this.controlPath,
-      "-o",
-      `ControlPersist=${persist}`,
-      // Forwards from the user's ssh_config belong to their own sessions.
-      "-o",
-      "ClearAllForwardings=yes",
-      ...(options.sshOptions ?? []).flatMap((option) => ["-o", option]),
-      "-o",
-      `ServerAliveInterval=${alive}`,
-      "-o",
-      `ServerAliveCountMax=${options.serverAliveCountMax ?? DEFAULT_SERVER_ALIVE_COUNT}`,
-      ...(options.interactive === false ? ["-o", "BatchMode=yes"] : []),
-      "-f",
-      "-N",
-      "--",
-      this.host,
-    ];
-  }
-
   async #startMaster(): Promise<void> {
     const interactive = this.#options.interactive !== false;
-    const child = spawnSsh(this.#runner, this.#masterArgs(), {
-      stdin: interactive ? "inherit" : "null",
-      stdout: "null",
-      stderr: "piped",
-    });
+    const child = spawnSsh(
+      this.#runner,
+      masterArgs({ ...this.#options, controlPath: this.controlPath }),
+      {
+        stdin: interactive ? "inherit" : "null",
+        stdout: "null",
+        stderr: "piped",
+      },
+    );
     const stderr = new StderrTee(child.stderr, interactive);
-    const abort = () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already exited */ }
-    };
+    const abort = () => sendSignal(child, "SIGTERM");
     this.#options.signal?.addEventListener("abort", abort);
     const status = await child.status.finally(() =>
       this.#options.signal?.removeEventListener("abort", abort)
@@ -480,7 +343,13 @@ export class SshConnection implements AsyncDisposable {
 
   /** Learns the master's pid through its control socket. */
   async #checkMaster(): Promise<void> {
-    const check = await runSsh(this.#runner, [...this.#muxArgs(), "-O", "check", "--", this.host]);
+    const check = await runSsh(this.#runner, [
+      ...muxArgs(this.controlPath),
+      "-O",
+      "check",
+      "--",
+      this.host,
+    ]);
     const pid = /pid=(\d+)/.exec(check.stderr)?.[1];
     if (check.code !== 0 || pid === undefined) {
       throw new UserError(
@@ -503,21 +372,16 @@ export class SshConnection implements AsyncDisposable {
 
   #startKeepalive(): void {
     const names = this.#options.sessionEnv ?? [];
-    for (const name of names) {
-      if (!ENV_NAME.test(name)) throw new TypeError(`invalid variable name ${name}`);
-    }
     // One remote shell both opens the session (TCP_NODELAY, see the module docs)
-    // and reports the variables; `;`, printenv, echo and exec mean the same in
-    // sh, bash, zsh, csh, tcsh and fish.
-    const command = [
-      ...names.flatMap((name) => [
-        `echo ${ENV_BEGIN}${name};`,
-        `printenv ${name};`,
-        `echo ${ENV_END}${name};`,
-      ]),
-      "exec cat",
-    ].join(" ");
-    const child = spawnSsh(this.#runner, [...this.#muxArgs(), "-T", "--", this.host, command], {
+    // and reports the variables.
+    const command = sessionEnvCommand(names);
+    const child = spawnSsh(this.#runner, [
+      ...muxArgs(this.controlPath),
+      "-T",
+      "--",
+      this.host,
+      command,
+    ], {
       stdin: "piped",
       stdout: names.length > 0 ? "piped" : "null",
       stderr: "null",
@@ -544,7 +408,7 @@ export class SshConnection implements AsyncDisposable {
    * same port first: repeating a forward that exists is a no-op for the master.
    */
   #openBatched(host: string, port: number, key: string): Promise<LocalAddress> {
-    const localPort = reserveFreePort();
+    const localPort = reserveFreePort(this.#reserved);
     const request = Promise.withResolvers<boolean>();
     if (!this.#batch) {
       const batch: ForwardBatch = [];
@@ -553,10 +417,9 @@ export class SshConnection implements AsyncDisposable {
     }
     this.#batch.push({ spec: forwardSpec(localPort, host, port), done: request });
     return request.promise.then(async (ok) => {
-      reservedPorts.delete(localPort);
+      this.#reserved.delete(localPort);
       if (!ok) return await this.#openForward(host, port, key, localPort);
       const local: LocalAddress = { host: "127.0.0.1", port: localPort };
-      this.#opened.set(key, local);
       return local;
     });
   }
@@ -566,7 +429,7 @@ export class SshConnection implements AsyncDisposable {
     let ok = false;
     try {
       const result = await runSsh(this.#runner, [
-        ...this.#muxArgs(),
+        ...muxArgs(this.controlPath),
         "-O",
         "forward",
         ...batch.flatMap(({ spec }) => ["-L", spec]),
@@ -587,12 +450,12 @@ export class SshConnection implements AsyncDisposable {
     preferred?: number,
   ): Promise<LocalAddress> {
     for (let attempt = 1;; attempt++) {
-      const localPort = attempt === 1 && preferred !== undefined && !reservedPorts.has(preferred)
-        ? (reservedPorts.add(preferred), preferred)
-        : reserveFreePort();
+      const localPort = attempt === 1 && preferred !== undefined && !this.#reserved.has(preferred)
+        ? (this.#reserved.add(preferred), preferred)
+        : reserveFreePort(this.#reserved);
       try {
         const result = await runSsh(this.#runner, [
-          ...this.#muxArgs(),
+          ...muxArgs(this.controlPath),
           "-O",
           "forward",
           "-L",
@@ -602,7 +465,6 @@ export class SshConnection implements AsyncDisposable {
         ]);
         if (result.code === 0) {
           const local: LocalAddress = { host: "127.0.0.1", port: localPort };
-          this.#opened.set(key, local);
           return local;
         }
         // Someone took the port between our probe and ssh's bind: try another.
@@ -615,122 +477,8 @@ export class SshConnection implements AsyncDisposable {
           );
         }
       } finally {
-        reservedPorts.delete(localPort);
+        this.#reserved.delete(localPort);
       }
     }
-  }
-}
-
-/** Validates a forward target and returns the host without IPv6 brackets. */
-function checkForwardTarget(remoteHost: string, remotePort: number): string {
-  const bare = remoteHost.startsWith("[") && remoteHost.endsWith("]")
-    ? remoteHost.slice(1, -1)
-    : remoteHost;
-  if (remoteHost !== bare && !isIPv6Literal(bare)) {
-    throw new UserError(
-      `refusing to forward to ${JSON.stringify(remoteHost)}: not an IPv6 address`,
-    );
-  }
-  if (!isValidHost(bare)) {
-    throw new UserError(
-      `refusing to forward to ${JSON.stringify(remoteHost)}: not a host name or IP address`,
-    );
-  }
-  if (!isValidPort(remotePort)) {
-    throw new UserError(`refusing to forward to port ${remotePort}: not in 1..65535`);
-  }
-  return bare;
-}
-
-/** `-L` argument binding loopback only; IPv6 targets are bracketed. */
-function forwardSpec(localPort: number, host: string, port: number): string {
-  return `127.0.0.1:${localPort}:${host.includes(":") ? `[${host}]` : host}:${port}`;
-}
-
-function reserveFreePort(): number {
-  for (let i = 0; i < 100; i++) {
-    const port = getFreePort("127.0.0.1");
-    if (!reservedPorts.has(port)) {
-      reservedPorts.add(port);
-      return port;
-    }
-  }
-  throw new UserError("no free local port on 127.0.0.1");
-}
-
-/** A private directory with a path short enough for a Unix socket inside it. */
-async function makeControlDir(): Promise<string> {
-  let dir = await Deno.makeTempDir({ prefix: "arrakis-" });
-  if (`${dir}/ctl`.length > MAX_CONTROL_PATH) {
-    await Deno.remove(dir);
-    dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "arrakis-" });
-  }
-  await Deno.chmod(dir, 0o700);
-  return dir;
-}
-
-/** Copies ssh's stderr to ours (when interactive) and remembers its last lines. */
-class StderrTee {
-  #reader: ReadableStreamDefaultReader<string>;
-  #done: Promise<void>;
-  #text = "";
-
-  constructor(stream: ReadableStream<Uint8Array>, echo: boolean) {
-    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-    this.#done = this.#pump(echo);
-  }
-
-  get lastLine(): string {
-    return lastLine(this.#text);
-  }
-
-  async #pump(echo: boolean): Promise<void> {
-    const encoder = new TextEncoder();
-    try {
-      while (true) {
-        const { value, done } = await this.#reader.read();
-        if (done) return;
-        if (echo) await Deno.stderr.write(encoder.encode(value));
-        this.#text = (this.#text + value).slice(-4096);
-      }
-    } catch {
-      // Cancelled by finish(): the remaining output is not ours to wait for.
-    }
-  }
-
-  /** Waits up to `ms` for EOF, then stops reading. */
-  async finish(ms: number): Promise<void> {
-    if (!await settlesWithin(this.#done, ms)) {
-      await this.#reader.cancel().catch(() => undefined);
-      await this.#done;
-    }
-  }
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Polls until `pid` no longer exists (or is a zombie nobody reaps). Without
- * /proc (not Linux) it trusts `-O exit` and answers true.
- */
-async function processGone(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    try {
-      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      if (/^\d+ \(.*\) Z/s.test(stat)) return true;
-    } catch {
-      return true;
-    }
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

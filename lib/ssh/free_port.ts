@@ -1,10 +1,9 @@
 /**
- * Local TCP port probing for forwards: find a free port, or check that a
- * chosen one is still free.
+ * Local TCP port probing for forwards: find a free port, reserve one, or check
+ * that a chosen one is still free.
  *
  * @module
  */
-
 import { UserError } from "../errors.ts";
 
 /**
@@ -51,18 +50,18 @@ export function isAddressFree(hostname: string, port: number): boolean {
 }
 
 /**
- * Throws a {@link UserError} ("address localhost:31206 is already in use")
- * when `hostname:port` cannot be bound.
+ * A free loopback port that is not in `reserved`, added to it: concurrent
+ * forwards of one connection never pick the same port before ssh binds it.
  *
- * @example Usage
- * ```ts
- * import { assertAddressFree } from "./free_port.ts";
- * assertAddressFree("localhost", 31206);
- * ```
+ * @throws {UserError} when no such port turns up.
  */
-export function assertAddressFree(hostname: string, port: number): void {
-  if (!isAddressFree(hostname, port)) {
-    const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
-    throw new UserError(`address ${shown}:${port} is already in use`);
+export function reserveFreePort(reserved: Set<number>): number {
+  for (let i = 0; i < 100; i++) {
+    const port = getFreePort("127.0.0.1");
+    if (!reserved.has(port)) {
+      reserved.add(port);
+      return port;
+    }
   }
+  throw new UserError("no free local port on 127.0.0.1");
 }

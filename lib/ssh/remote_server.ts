@@ -10,7 +10,7 @@
 
 import { UserError } from "../errors.ts";
 import { lastLine, type SshResult } from "./command.ts";
-import { formatHostPort, isIPv4Literal, isIPv6Literal, isValidHost } from "./validate.ts";
+import { formatNetloc, isIPv4Literal, isIPv6Literal, isValidHost } from "../netloc.ts";
 
 /** Where the Arrakis info server is, as seen from the login host. */
 export interface RemoteServer {
@@ -93,7 +93,7 @@ export function parseServerUrl(text: string, source = "server URL"): RemoteServe
   const port = Number(portText);
   if (host === "0.0.0.0") host = "127.0.0.1";
   else if (isIPv6Literal(host) && /^[0:]+$/.test(host)) host = "::1";
-  return { url: `grpc://${formatHostPort(host, port)}`, host, port };
+  return { url: `grpc://${formatNetloc(host, port)}`, host, port };
 }
 
 /**

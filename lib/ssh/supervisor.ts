@@ -22,10 +22,12 @@
  */
 
 import { UserError } from "../errors.ts";
+import { Backoff } from "../backoff.ts";
+import { delay } from "../async.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type ConnectOptions, type LocalAddress, SshConnection } from "./connection.ts";
 import type { SshResult } from "./command.ts";
-import { formatHostPort } from "./validate.ts";
+import { formatNetloc } from "../netloc.ts";
 
 /** Options for {@link SshSupervisor.start}. */
 export interface SupervisorOptions extends Omit<ConnectOptions, "signal"> {
@@ -120,7 +122,7 @@ export class SshSupervisor implements AsyncDisposable {
   async forward(remoteHost: string, remotePort: number): Promise<LocalAddress> {
     this.#assertUp();
     const local = await this.#connection.forward(remoteHost, remotePort);
-    this.#targets.set(formatHostPort(remoteHost, remotePort), {
+    this.#targets.set(formatNetloc(remoteHost, remotePort), {
       host: remoteHost,
       port: remotePort,
       local,
@@ -173,10 +175,13 @@ export class SshSupervisor implements AsyncDisposable {
   async #reconnect(lost: SshConnection): Promise<void> {
     await lost.close(); // removes its control directory
     const signal = this.#stop.signal;
-    let delay = this.#options.initialBackoffMs ?? 1000;
-    const maxDelay = this.#options.maxBackoffMs ?? 30_000;
+    const backoff = new Backoff({
+      initialMs: this.#options.initialBackoffMs ?? 1000,
+      maxMs: this.#options.maxBackoffMs ?? 30_000,
+    });
+    let wait = backoff.next();
     while (!signal.aborted) {
-      if (!await sleep(delay, signal)) return;
+      if (!await delay(wait, signal)) return;
       const interactive = (this.#options.interactive ?? true) &&
         (this.#options.hasTerminal ?? (() => Deno.stdin.isTerminal()))();
       let next: SshConnection | undefined;
@@ -213,9 +218,9 @@ export class SshSupervisor implements AsyncDisposable {
               `but there is no terminal; still retrying (${message})`,
           );
         }
-        delay = Math.min(delay * 2, maxDelay);
+        wait = backoff.next();
         this.#logger.info(
-          `reconnecting to ${this.host} failed: ${message}; next try in ${delay / 1000} s`,
+          `reconnecting to ${this.host} failed: ${message}; next try in ${wait / 1000} s`,
         );
       }
     }
@@ -235,20 +240,4 @@ export class SshSupervisor implements AsyncDisposable {
     );
     return moved;
   }
-}
-
-/** Waits `ms`; false when `signal` aborted first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", done);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

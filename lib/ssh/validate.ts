@@ -9,8 +9,7 @@
  */
 
 import { UserError } from "../errors.ts";
-
-export { formatHostPort, isIPv4Literal, isIPv6Literal, isValidHost, isValidPort } from "../net.ts";
+import { isIPv6Literal, isValidHost, isValidPort, unbracket } from "../netloc.ts";
 
 // Whitespace, C0/C1 controls and DEL: each could split or disguise an argument.
 // deno-lint-ignore no-control-regex
@@ -34,4 +33,23 @@ export function assertSshDestination(host: string): void {
       `refusing ssh host ${JSON.stringify(host)}: it contains whitespace or control characters`,
     );
   }
+}
+
+/** Validates a forward target and returns the host without IPv6 brackets. */
+export function checkForwardTarget(remoteHost: string, remotePort: number): string {
+  const bare = unbracket(remoteHost);
+  if (remoteHost !== bare && !isIPv6Literal(bare)) {
+    throw new UserError(
+      `refusing to forward to ${JSON.stringify(remoteHost)}: not an IPv6 address`,
+    );
+  }
+  if (!isValidHost(bare)) {
+    throw new UserError(
+      `refusing to forward to ${JSON.stringify(remoteHost)}: not a host name or IP address`,
+    );
+  }
+  if (!isValidPort(remotePort)) {
+    throw new UserError(`refusing to forward to port ${remotePort}: not in 1..65535`);
+  }
+  return bare;
 }

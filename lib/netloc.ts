@@ -1,0 +1,118 @@
+/**
+ * `host:port`, the one parser and formatter: the SSH layer (forward targets, the
+ * remote server), the Flight layer (endpoint locations, the backend) and the
+ * command line (`--listen`) all take addresses apart and put them together here,
+ * and decide here whether a name that came from the remote side may reach an ssh
+ * command line.
+ *
+ * @example
+ * ```ts
+ * import { formatNetloc, parseNetloc } from "./netloc.ts";
+ *
+ * parseNetloc("[::1]:31206"); // { host: "::1", port: 31206 }
+ * formatNetloc("Data-A", 40001); // "data-a:40001"
+ * ```
+ *
+ * @module
+ */
+import { UsageError } from "./errors.ts";
+
+const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/;
+
+/** Whether `port` is an integer in 1..65535. */
+export function isValidPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/** Whether `text` is a plain IPv6 literal (no brackets, no zone id). */
+export function isIPv6Literal(text: string): boolean {
+  if (!text.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
+  try {
+    new URL(`http://[${text}]/`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `text` is a dotted-quad IPv4 address with every octet 0..255. */
+export function isIPv4Literal(text: string): boolean {
+  return IPV4.test(text) && text.split(".").every((octet) => Number(octet) <= 255);
+}
+
+/**
+ * Whether `host` is a DNS name, an IPv4 address or a bare IPv6 literal.
+ *
+ * Names follow RFC 1123 labels (underscores tolerated, as some clusters use
+ * them); nothing may start with "-" and nothing may contain "/", "@", spaces
+ * or other characters that would change how ssh reads a forward spec.
+ */
+export function isValidHost(host: string): boolean {
+  if (isIPv6Literal(host)) return true;
+  if (IPV4.test(host)) return isIPv4Literal(host);
+  if (host.length === 0 || host.length > 253) return false;
+  const name = host.endsWith(".") ? host.slice(0, -1) : host;
+  return name.split(".").every((label) => HOST_LABEL.test(label));
+}
+
+/** A host (IPv6 literals without brackets) and a port. */
+export interface HostPort {
+  /** DNS name, IPv4 address or bare IPv6 literal. */
+  host: string;
+  /** TCP port. */
+  port: number;
+}
+
+/**
+ * The grammar of `host:port` inside a larger pattern (two groups: the host,
+ * bracketed when IPv6, and the port's digits); {@link parseNetloc} and the
+ * location URI parser share it.
+ */
+export const NETLOC_PATTERN = String.raw`(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]\s]+):(\d+)`;
+const NETLOC = new RegExp(`^${NETLOC_PATTERN}$`);
+
+/** The host of `[v6]`-or-plain text, brackets removed. */
+export function unbracket(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/**
+ * Takes `host:port` (IPv6 in brackets) apart; undefined when it is not of that
+ * form or the port is above 65535. Port 0 is accepted (a listen address).
+ */
+export function parseNetloc(text: string): HostPort | undefined {
+  const match = NETLOC.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || match[2].length > 5 || port > 65535) return undefined;
+  return { host: unbracket(match[1]), port };
+}
+
+/**
+ * Canonical `host:port` for display and for map keys: host names lower-case
+ * (DNS ignores case), IPv6 literals bracketed (`[::1]:31206`).
+ */
+export function formatNetloc(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host.toLowerCase()}:${port}`;
+}
+
+/** `HOST:PORT` from a URL (`grpc://`, `grpc+tcp://`) or bare; the grpc-js target form. */
+export function netlocOfUrl(url: string): string | undefined {
+  return /^(?:grpc(?:\+tcp)?:\/\/)?([^/]+?)\/?$/.exec(url)?.[1];
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|::1)$/i;
+
+/** Whether a listen host only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK.test(host);
+}
+
+/** Parses a `--listen` address, `HOST:PORT` (IPv6 in brackets, port 0 for any). */
+export function parseListenAddress(text: string): HostPort {
+  const address = parseNetloc(text);
+  if (!address) {
+    throw new UsageError(`invalid listen address ${JSON.stringify(text)}: expected HOST:PORT`);
+  }
+  return address;
+}

@@ -1,0 +1,107 @@
+/**
+ * The proxy child's main: read the configuration from the parent, serve a
+ * FlightProxy, ask the parent for new forwards, answer its discovery requests,
+ * and exit when stdin closes. All of the program's gRPC runs here (see
+ * `lib/isolated_proxy.ts` for why), so this is the only entry point that loads
+ * grpc-js.
+ *
+ * @example
+ * ```ts
+ * import { runProxyChild } from "./child.ts";
+ *
+ * Deno.exit(await runProxyChild()); // what `main.ts --internal-proxy-child` does
+ * ```
+ *
+ * @module
+ */
+import { FlightProxy } from "../flight/proxy.ts";
+import { LocationMap } from "../flight/locations.ts";
+import { discoverEndpoints } from "../flight/discovery.ts";
+import type { Logger } from "../log.ts";
+import {
+  type FromChild,
+  jsonLines,
+  Pending,
+  PROXY_CHILD_FLAG,
+  type ToChild,
+  writeMessage,
+} from "./protocol.ts";
+
+/**
+ * The child's side: read the configuration from stdin, serve a FlightProxy, ask
+ * the parent for new forwards, and exit when stdin closes.
+ */
+export async function runProxyChild(): Promise<number> {
+  // Ctrl-C in the terminal reaches the whole process group; the parent decides.
+  for (const signal of ["SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => {});
+  const out = (message: FromChild) => writeMessage(Deno.stdout, message);
+  const logger: Logger = {
+    debug: (message) => out({ type: "log", level: "debug", message }),
+    info: (message) => out({ type: "log", level: "info", message }),
+    warn: (message) => out({ type: "log", level: "warn", message }),
+  };
+  const forwards = new Pending<string>();
+  let proxy: FlightProxy | undefined;
+  let backend = "";
+
+  for await (const raw of jsonLines(Deno.stdin.readable)) {
+    const message = raw as ToChild;
+    switch (message.type) {
+      case "start": {
+        backend = message.backend;
+        const locations = new LocationMap(
+          message.locations,
+          (remote) => {
+            const { id, promise } = forwards.open();
+            out({ type: "resolve", id, ...remote });
+            return promise;
+          },
+        );
+        try {
+          proxy = await FlightProxy.start({
+            backend: message.backend,
+            listen: message.listen,
+            locations,
+            // A line per call over the pipe costs; send it only when someone reads it.
+            logger: message.verbose ? logger : { ...logger, debug: () => {} },
+            channelOptions: message.channelOptions,
+          });
+        } catch (error) {
+          out({ type: "failed", message: (error as Error).message });
+          return 1;
+        }
+        if (message.unavailable) proxy.setUnavailable(message.unavailable);
+        out({ type: "ready", address: proxy.address });
+        break;
+      }
+      case "resolved": {
+        forwards.settle(
+          message.id,
+          message.local !== undefined
+            ? { value: message.local }
+            : { error: message.error ?? "forward failed" },
+        );
+        break;
+      }
+      case "unavailable":
+        proxy?.setUnavailable(message.reason);
+        break;
+      case "set":
+        proxy?.locations.set(message.remote, message.local);
+        break;
+      case "discover": {
+        const { id } = message;
+        discoverEndpoints(backend).then(
+          (discovery) => out({ type: "discovered", id, discovery }),
+          (error) => out({ type: "discovered", id, error: (error as Error).message }),
+        );
+        break;
+      }
+    }
+  }
+  await proxy?.close();
+  return 0;
+}
+
+// Run directly (see defaultChildCommand in isolated_proxy.ts): less to load than main.ts.
+if (import.meta.main && Deno.args[0] === PROXY_CHILD_FLAG) Deno.exit(await runProxyChild());
