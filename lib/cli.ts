@@ -62,8 +62,9 @@ Options:
   -f, --background          prompt here, then run in the background and print lines
                             for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
                             already running for SSH_HOST is found, not started again
-      --sh, -c/--csh, --fish
-                            eval syntax (default: from $SHELL, as ssh-agent does)
+      --sh                  -f: print sh syntax (default: from $SHELL, as ssh-agent does)
+  -c, --csh                 -f: print csh syntax
+      --fish                -f: print fish syntax
       --give-up-after SECONDS
                             -f: exit when SSH stays down this long (default 300)
   -v, --verbose             show ssh command lines and each forwarded call

@@ -246,6 +246,9 @@ class Child {
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
+      // Its own session: Ctrl-C on our terminal must not kill it mid-shutdown (it
+      // would be restarted); it exits when its stdin closes.
+      detached: true,
     }).spawn();
     return new Child(process, options, logger);
   }

@@ -385,6 +385,10 @@ export class SshConnection implements AsyncDisposable {
       stdin: "piped",
       stdout: names.length > 0 ? "piped" : "null",
       stderr: "null",
+      // Its own session: Ctrl-C on our terminal is for us (we close cleanly), not
+      // for this ssh, whose end would read as a lost connection. It needs no
+      // terminal (the master has authenticated) and ends when our end of its stdin does.
+      detached: true,
     });
     if (names.length > 0) this.#sessionEnv = readSessionEnv(child.stdout, names);
     this.#keepalive = child;
