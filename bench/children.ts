@@ -7,6 +7,7 @@
  */
 import type { MockDeploymentOptions } from "../tests/fixtures/mock_arrakis.ts";
 import type { ProxyChildConfig } from "./proxy_child.ts";
+import { descendants } from "../tests/fixtures/processes.ts";
 
 /** A running child and the line it announced itself with. */
 export interface Child<T> extends AsyncDisposable {
@@ -115,4 +116,34 @@ export function peakRssMiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const kib = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]);
   return kib / 1024;
+}
+
+/** Resident memory (`VmRSS`, or `VmHWM` with `peak`) of one process in MiB; 0 once it is gone. */
+export function rssMiB(pid: number, { peak = false } = {}): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const field = peak ? "VmHWM" : "VmRSS";
+    return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** A process and its descendants, split into ssh processes and the rest. */
+export function processTree(pid: number): { own: number[]; ssh: number[] } {
+  const own: number[] = [];
+  const ssh: number[] = [];
+  for (const each of [pid, ...descendants(pid)]) {
+    let comm = "";
+    try {
+      comm = Deno.readTextFileSync(`/proc/${each}/comm`).trim();
+    } catch { /* gone */ }
+    (comm === "ssh" ? ssh : own).push(each);
+  }
+  return { own, ssh };
+}
+
+/** Sum of {@link rssMiB} over `pids`. */
+export function sumRssMiB(pids: number[], options: { peak?: boolean } = {}): number {
+  return pids.reduce((sum, pid) => sum + rssMiB(pid, options), 0);
 }

@@ -67,3 +67,46 @@ export async function timeMs(run: () => Promise<unknown> | unknown): Promise<num
   await run();
   return performance.now() - start;
 }
+
+/** One figure on several paths: each path's median and its ratio to the baseline path. */
+export interface PathFigure {
+  /** The path the ratios are relative to (the plain ssh tunnel). */
+  baseline: string;
+  /** Median over rounds of each path's value. */
+  median: Record<string, number>;
+  /** Median over rounds of value / baseline's value of the same round. */
+  ratio: Record<string, number>;
+  /** Every round's value of each path. */
+  rounds: Record<string, number[]>;
+}
+
+/** Medians and per-round ratios to `baseline` of values measured round by round. */
+export function summarize(rounds: Record<string, number[]>, baseline: string): PathFigure {
+  const base = rounds[baseline];
+  const median_: Record<string, number> = {};
+  const ratio: Record<string, number> = {};
+  for (const [path, values] of Object.entries(rounds)) {
+    median_[path] = median(values);
+    ratio[path] = median(values.map((value, i) => value / base[i]));
+  }
+  return { baseline, median: median_, ratio, rounds };
+}
+
+/**
+ * Runs every measure once a round, in an order rotated each round and reversed
+ * every other round, so no path always runs first; returns each one's values.
+ */
+export async function alternate(
+  rounds: number,
+  measures: Record<string, () => Promise<number>>,
+): Promise<Record<string, number[]>> {
+  const names = Object.keys(measures);
+  const values: Record<string, number[]> = Object.fromEntries(names.map((name) => [name, []]));
+  for (let round = 0; round < rounds; round++) {
+    const shift = round % names.length;
+    const order = [...names.slice(shift), ...names.slice(0, shift)];
+    if (round % 2) order.reverse();
+    for (const name of order) values[name][round] = await measures[name]();
+  }
+  return values;
+}

@@ -1,0 +1,194 @@
+"""Measurement client of the arrakis-proxy bench: pyarrow's Flight client (C++),
+the one Arrakis users run, and the real `arrakis` client.
+
+Usage: python flight_bench.py '<JSON config>'; prints one JSON object on stdout.
+
+Modes (config "mode"):
+
+- "compare": every figure on every path, the paths taken in a different order
+  each round (rotated, and reversed every other round) so no path always runs
+  first or on a warmer machine. Prints {"figures": {name: {path: [per-round
+  values]}}}; the bench computes medians and ratios.
+- "stream": one path; follows the Stream FlightInfo's locations until at least
+  "bytes" have arrived (for the proxy's peak memory). Prints {"bytes", "seconds"}.
+"""
+
+import json
+import math
+import sys
+import time
+
+import pyarrow.flight as flight
+
+REUSE = "arrow-flight-reuse-connection://?"
+
+
+def descriptor(request, **args):
+    cmd = json.dumps({"request": request, "args": args}).encode()
+    return flight.FlightDescriptor.for_command(cmd)
+
+
+COUNT = descriptor(
+    "Count",
+    pattern=".*",
+    data_type=[],
+    min_rate=0,
+    max_rate=4294967295,
+    publisher=[],
+    time=None,
+)
+
+
+def stream_descriptor(stream, seconds):
+    start = stream["start"]
+    return descriptor(
+        "Stream",
+        channels=stream["channels"],
+        start=start,
+        end=start + int(seconds * 1e9),
+    )
+
+
+def drain(reader):
+    """Reads a DoGet stream to its end; returns the bytes of its record batches."""
+    total = 0
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            return total
+        total += chunk.data.nbytes
+
+
+class Path:
+    """One way to reach the server: a URL and the clients opened through it."""
+
+    def __init__(self, url):
+        self.url = url
+        self.client = flight.connect(url)
+        self.others = {}
+
+    def client_for(self, location):
+        # What arrakis does (arrakis/flight.py): reuse the initial connection
+        # for the reuse-connection location, else connect to locations[0].
+        uri = location.uri.decode()
+        if uri == REUSE:
+            return self.client
+        if uri not in self.others:
+            self.others[uri] = flight.connect(uri)
+        return self.others[uri]
+
+    def follow(self, stream, seconds):
+        """GetFlightInfo for a Stream, then DoGet every endpoint at locations[0]."""
+        info = self.client.get_flight_info(stream_descriptor(stream, seconds))
+        total = 0
+        for endpoint in info.endpoints:
+            client = self.client_for(endpoint.locations[0])
+            total += drain(client.do_get(endpoint.ticket))
+        return total
+
+    def close(self):
+        for client in [self.client, *self.others.values()]:
+            client.close()
+
+
+def quantile(values, q):
+    """Nearest rank, as bench/stats.ts."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def timed(run):
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def latency(path, calls):
+    ms = []
+    for _ in range(calls):
+        seconds, _ = timed(lambda: path.client.get_flight_info(COUNT))
+        ms.append(seconds * 1000)
+    return quantile(ms, 0.5), quantile(ms, 0.9)
+
+
+def arrakis_fetch(url, stream, seconds):
+    """The real client end to end: arrakis.Client.fetch; returns bytes of the arrays."""
+    import arrakis
+
+    start = stream["start"] / 1e9
+    block = arrakis.Client(url).fetch(stream["channels"], start, start + seconds)
+    return sum(series.data.nbytes for series in block.values())
+
+
+def compare(config):
+    names = list(config["paths"])
+    paths = {name: Path(url) for name, url in config["paths"].items()}
+    mock = {name: Path(url) for name, url in config.get("mockPaths", {}).items()}
+    stream = config["stream"]
+    ticket = flight.Ticket(config["mockTicket"].encode()) if mock else None
+    figures = {}
+
+    def record(figure, name, value):
+        figures.setdefault(figure, {}).setdefault(name, []).append(value)
+
+    # Warm every path: connections, the proxies' forwards and code paths.
+    for path in paths.values():
+        for _ in range(20):
+            path.client.get_flight_info(COUNT)
+        path.follow(stream, config["warmSeconds"])
+        if config.get("fetchSeconds"):
+            arrakis_fetch(path.url, stream, 1)
+    for path in mock.values():
+        drain(path.client.do_get(ticket))
+
+    for round_ in range(config["rounds"]):
+        shift = round_ % len(names)
+        order = names[shift:] + names[:shift]
+        if round_ % 2:
+            order.reverse()
+        for name in order:
+            path = paths[name]
+            p50, p90 = latency(path, config["latencyCalls"])
+            record("getFlightInfoP50Ms", name, p50)
+            record("getFlightInfoP90Ms", name, p90)
+        for name in order:
+            seconds, total = timed(lambda: paths[name].follow(stream, config["followSeconds"]))
+            record("followMBps", name, total / 1e6 / seconds)
+        if config.get("fetchSeconds"):
+            for name in order:
+                seconds, total = timed(
+                    lambda: arrakis_fetch(paths[name].url, stream, config["fetchSeconds"])
+                )
+                record("arrakisFetchMBps", name, total / 1e6 / seconds)
+        mock_order = [name for name in order if name in mock]
+        for name in mock_order:
+            seconds, total = timed(lambda: drain(mock[name].client.do_get(ticket)))
+            record("doGet1MiBMBps", name, total / 1e6 / seconds)
+
+    for path in [*paths.values(), *mock.values()]:
+        path.close()
+    return {"figures": figures}
+
+
+def stream_bytes(config):
+    path = Path(config["url"])
+    total = 0
+    start = time.perf_counter()
+    while total < config["bytes"]:
+        total += path.follow(config["stream"], config["seconds"])
+    elapsed = time.perf_counter() - start
+    path.close()
+    return {"bytes": total, "seconds": elapsed}
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    mode = config["mode"]
+    result = compare(config) if mode == "compare" else stream_bytes(config)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

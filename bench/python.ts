@@ -1,0 +1,219 @@
+/**
+ * The Python side of the bench: the venv holding the real Arrakis peers
+ * (`arrakis`, `arrakis-server`, pyarrow), the real server in the bench's
+ * namespace, the seed's own proxy (`arrakis.proxy.ssh_proxy`), and the
+ * measurement client `py/flight_bench.py`.
+ *
+ * @module
+ */
+import type { Netns } from "../tests/fixtures/netns.ts";
+
+const here = (file: string) => new URL(file, import.meta.url).pathname;
+
+/** The venv: `--venv DIR`, else `$ARRAKIS_BENCH_VENV`, else `.venv` at the repo root. */
+export function findVenv(flag: string | undefined): string {
+  const venv = flag ?? Deno.env.get("ARRAKIS_BENCH_VENV") ?? here("../.venv");
+  try {
+    Deno.statSync(`${venv}/bin/arrakis-server`);
+    Deno.statSync(`${venv}/bin/python`);
+  } catch {
+    throw new Error(
+      `no Python venv with arrakis-server at ${venv}: run .ci/run (it makes .venv from ` +
+        "tests/requirements.txt), or pass --venv DIR / set ARRAKIS_BENCH_VENV",
+    );
+  }
+  return venv;
+}
+
+// Leap seconds since 1972; none announced after 2016.
+const LEAPS = [
+  "1972 Jun 30",
+  "1972 Dec 31",
+  ...[1973, 1974, 1975, 1976, 1977, 1978, 1979].map((y) => `${y} Dec 31`),
+  ...[1981, 1982, 1983, 1985].map((y) => `${y} Jun 30`),
+  ...[1987, 1989, 1990].map((y) => `${y} Dec 31`),
+  ...[1992, 1993, 1994].map((y) => `${y} Jun 30`),
+  "1995 Dec 31",
+  "1997 Jun 30",
+  "1998 Dec 31",
+  "2005 Dec 31",
+  "2008 Dec 31",
+  "2012 Jun 30",
+  "2015 Jun 30",
+  "2016 Dec 31",
+];
+
+/**
+ * A cache directory for Python processes (`XDG_CACHE_HOME`) holding gpstime's
+ * leap-second table. Without an unexpired one, gpstime (imported by arrakis and
+ * arrakis-server) tries to download it from the internet on start.
+ */
+export async function pythonCache(): Promise<{ dir: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "arrakis-bench-cache-" });
+  await Deno.chmod(dir, 0o755);
+  await Deno.mkdir(`${dir}/gpstime`);
+  const lines = LEAPS.map((date) => `Leap\t${date.replaceAll(" ", "\t")}\t23:59:60\t+\tS`);
+  await Deno.writeTextFile(
+    `${dir}/gpstime/leapseconds`,
+    `#expires 4102444800\n${lines.join("\n")}\n`,
+  );
+  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
+/** The channels the real server serves: 16384 Hz float64, one-second strides. */
+export interface BenchChannels {
+  names: string[];
+  /** GPS start of every Stream the bench asks for, in ns (past, so no live waits). */
+  start: number;
+  /** The TOML file for `arrakis-server mock`. */
+  file: string;
+}
+
+/**
+ * A channel file for `arrakis-server mock`: `count` channels at 16384 Hz,
+ * float64, one-second stride, so each one-second block of 8 channels is a
+ * 1 MiB record batch. `func = "t"` is cheap for the server to generate (its
+ * default draws random numbers, which made the server the bottleneck).
+ */
+export async function benchChannels(dir: string, count: number): Promise<BenchChannels> {
+  const names = Array.from(
+    { length: count },
+    (_, i) => `B1:BENCH-${String(i).padStart(2, "0")}`,
+  );
+  const file = `${dir}/bench_channels.toml`;
+  await Deno.writeTextFile(
+    file,
+    [
+      '["common"]',
+      'publisher = "BENCH"',
+      "sample_rate = 16384",
+      'data_type = "float64"',
+      "stride = 1_000_000_000",
+      'func = "t"',
+      "",
+      ...names.map((name) => `["${name}"]\n`),
+    ].join("\n"),
+  );
+  return { names, start: 1_300_000_000 * 1e9, file };
+}
+
+/**
+ * A real self-serving `arrakis-server … mock CHANNELS.toml` inside the
+ * namespace, bound to `host:port`; ready once it accepts connections there.
+ */
+export async function startArrakisServer(
+  netns: Netns,
+  venv: string,
+  cacheDir: string,
+  { host, port, channelsFile }: { host: string; port: number; channelsFile: string },
+): Promise<AsyncDisposable> {
+  const child = netns.spawn(
+    [`${venv}/bin/arrakis-server`, "-q", "-u", `grpc://${host}:${port}`, "mock", channelsFile],
+    { env: { XDG_CACHE_HOME: cacheDir }, stdin: "null", stdout: "null", stderr: "piped" },
+  );
+  const stderr = new Response(child.stderr).text();
+  let exited = false;
+  child.status.then(() => exited = true);
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 5000);
+    await child.status;
+    clearTimeout(timer);
+  };
+  for (let i = 0; i < 600; i++) {
+    if (exited) throw new Error(`arrakis-server exited at startup:\n${await stderr}`);
+    const probe = await netns.exec(["bash", "-c", `echo > /dev/tcp/${host}/${port}`]);
+    if (probe.code === 0) return { [Symbol.asyncDispose]: stop };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await stop();
+  throw new Error(`arrakis-server never listened on ${host}:${port}:\n${await stderr}`);
+}
+
+/**
+ * A directory holding an `ssh` that runs the real one with `-F config`, to put
+ * first on PATH for programs that call plain `ssh` (the seed's proxy).
+ */
+export async function sshWrapper(config: string): Promise<{ dir: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "arrakis-bench-ssh-" });
+  const ssh = new Deno.Command("sh", { args: ["-c", "command -v ssh"], stdout: "piped" })
+    .outputSync();
+  const real = new TextDecoder().decode(ssh.stdout).trim();
+  await Deno.writeTextFile(`${dir}/ssh`, `#!/bin/sh\nexec ${real} -F '${config}' "$@"\n`);
+  await Deno.chmod(`${dir}/ssh`, 0o755);
+  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
+/** A running seed proxy and its URL. */
+export interface SeedProxy extends AsyncDisposable {
+  readonly pid: number;
+  readonly url: string;
+}
+
+/** Starts `arrakis.proxy.ssh_proxy(host, server)`; resolves once it printed its URL. */
+export async function startSeedProxy(
+  venv: string,
+  env: { cacheDir: string; sshDir: string },
+  host: string,
+  server: string,
+): Promise<SeedProxy> {
+  const child = new Deno.Command(`${venv}/bin/python`, {
+    args: [here("./py/seed_proxy.py"), host, server],
+    env: {
+      XDG_CACHE_HOME: env.cacheDir,
+      PATH: `${env.sshDir}:${Deno.env.get("PATH")}`,
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stop = async () => {
+    await child.stdin.close().catch(() => {});
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 10_000);
+    await child.status;
+    clearTimeout(timer);
+    reader.cancel().catch(() => {});
+  };
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) {
+      await stop();
+      throw new Error(`the seed's ssh_proxy exited before it was ready:\n${await stderr}`);
+    }
+    text += value;
+  }
+  return { pid: child.pid, url: text.trim(), [Symbol.asyncDispose]: stop };
+}
+
+/** Runs `py/flight_bench.py` with `config`; resolves with its JSON answer. */
+export async function flightBench<T>(
+  venv: string,
+  cacheDir: string,
+  config: Record<string, unknown>,
+): Promise<T> {
+  const output = await new Deno.Command(`${venv}/bin/python`, {
+    args: [here("./py/flight_bench.py"), JSON.stringify(config)],
+    env: { XDG_CACHE_HOME: cacheDir },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  if (!output.success) {
+    throw new Error(`flight_bench.py failed (${output.code}):\n${text.decode(output.stderr)}`);
+  }
+  return JSON.parse(text.decode(output.stdout));
+}
