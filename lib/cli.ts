@@ -27,6 +27,7 @@ export const OPTIONS = {
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   "allow-remote-clients": { type: "boolean" },
+  "reuse-through-proxy": { type: "boolean" },
   // Background proxies (lib/background/).
   background: { type: "boolean", short: "f" },
   sh: { type: "boolean" },
@@ -59,6 +60,8 @@ Options:
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
       --allow-remote-clients
                             allow a non-loopback --listen address (no authentication!)
+      --reuse-through-proxy data the info server serves itself flows through the proxy
+                            (default: a forward straight to it, off the proxy)
   -f, --background          prompt here, then run in the background and print lines
                             for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
                             already running for SSH_HOST is found, not started again
@@ -195,6 +198,7 @@ export interface CliArgs {
   sshConfig?: string;
   sshOptions: string[];
   allowRemoteClients: boolean;
+  reuseThroughProxy: boolean;
   verbosity: Verbosity;
   /** `-f`: run in the background (see lib/background/). */
   background?: { shell: ShellSyntax; giveUpAfterSeconds?: number };
@@ -238,6 +242,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     sshConfig: values["ssh-config"],
     sshOptions: values["ssh-option"] ?? [],
     allowRemoteClients: values["allow-remote-clients"] ?? false,
+    reuseThroughProxy: values["reuse-through-proxy"] ?? false,
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
     ...(background && { background }),
   };
@@ -328,6 +333,7 @@ export async function main(args: string[]): Promise<number> {
       server: cli.server,
       listen: cli.listen,
       allowRemoteClients: cli.allowRemoteClients,
+      reuseThroughProxy: cli.reuseThroughProxy,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       verbose: cli.verbosity === "verbose",

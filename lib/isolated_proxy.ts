@@ -49,6 +49,8 @@ export interface IsolatedProxyOptions {
   channelOptions?: ChannelOptions;
   /** Pass the child's per-call detail to `logger.debug` (otherwise the child drops it). */
   verbose?: boolean;
+  /** Name forwards by the host each client dialled (clients on other machines). */
+  remoteClients?: boolean;
   /**
    * The command that runs a child; by default this program with
    * {@link PROXY_CHILD_FLAG} (the compiled binary itself, or `deno run main.ts`).
@@ -279,6 +281,7 @@ class Child {
       channelOptions: options.channelOptions,
       unavailable,
       verbose: options.verbose,
+      remoteClients: options.remoteClients,
     });
     while (true) {
       const next = await this.#messages.next();

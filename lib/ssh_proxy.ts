@@ -11,7 +11,7 @@ import type { ConnectOptions } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./isolated_proxy.ts";
-import { LocationMap, type LocationResolver } from "./flight/locations.ts";
+import { LocationMap, type LocationResolver, REUSE_CONNECTION } from "./flight/locations.ts";
 import {
   formatNetloc,
   type HostPort,
@@ -73,7 +73,16 @@ export interface SshProxyOptions extends SshOptions {
    * masters of their own.
    */
   adoptMaster?: string;
+  /**
+   * Redeem reuse-connection endpoints at the proxy, as clients would without
+   * it, instead of at a forward straight to the info server (the default, which
+   * keeps bulk data off the proxy).
+   */
+  reuseThroughProxy?: boolean;
 }
+
+/** The supervisor's key of the second forward to the info server (reuse-connection endpoints). */
+const REUSE_FORWARD = "reuse-connection";
 
 /**
  * The backend channel goes through an SSH forward that vanishes while SSH
@@ -150,6 +159,9 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   }
   assertListenable(listen);
   options.signal?.throwIfAborted();
+  // Clients on other machines must reach the forwards too: they listen where the proxy does.
+  const remoteClients = !isLoopbackHost(listen.host);
+  const bindAddress = remoteClients ? listen.host : "127.0.0.1";
 
   const locations = new LocationMap();
   await using stack = new AsyncDisposableStack();
@@ -162,6 +174,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     logger,
     channelOptions: BACKEND_CHANNEL_OPTIONS,
     verbose: options.verbose,
+    remoteClients,
   });
   proxyStarting.catch(() => {/* awaited below, or at clean-up */});
   stack.defer(async () => {
@@ -177,18 +190,23 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     await SshSupervisor.start({
       ...connectOptions(sshHost, options),
       adopt: options.adoptMaster,
+      bindAddress,
       logger,
       sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
       initialBackoffMs: options.reconnectBackoffMs,
       onDown: (reason) => started.proxy?.setUnavailable(reason),
       onUp: (moved) => {
         reconnects++;
-        for (const { host, port, local } of moved) {
+        for (const { host, port, key, local } of moved) {
           const remote = formatNetloc(host, port);
           const netloc = formatNetloc(local.host, local.port);
           logger.info(`forwarding ${netloc} → ${remote} (moved)`);
+          if (key === REUSE_FORWARD) {
+            locations.set(REUSE_CONNECTION, netloc);
+            continue;
+          }
           locations.set(remote, netloc);
-          if (remote === infoNetloc) started.proxy?.setBackend(`grpc://${netloc}`);
+          if (remote === infoNetloc) started.proxy?.setBackend(`grpc://${dialable(netloc)}`);
         }
         started.proxy?.setUnavailable(undefined);
       },
@@ -211,8 +229,17 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const infoNetloc = formatNetloc(server.host, server.port);
   const infoLocal = await locations.resolve({ ...server, netloc: infoNetloc });
   options.signal?.throwIfAborted();
+  if (!options.reuseThroughProxy) {
+    // A second forward to the info server: clients redeem reuse-connection
+    // endpoints there, so their data does not pass through the proxy.
+    const reuse = await ssh.forward(server.host, server.port, { key: REUSE_FORWARD });
+    const netloc = formatNetloc(reuse.host, reuse.port);
+    logger.info(`forwarding ${netloc} → ${infoNetloc} (reuse-connection endpoints)`);
+    locations.set(REUSE_CONNECTION, netloc);
+    options.signal?.throwIfAborted();
+  }
 
-  backend.resolve(`grpc://${infoLocal}`);
+  backend.resolve(`grpc://${dialable(infoLocal)}`);
   const proxy = stack.use(await proxyStarting);
   started.proxy = proxy;
   options.signal?.throwIfAborted();
@@ -266,4 +293,12 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** A forward's local address as this machine dials it (a wildcard bind means loopback). */
+function dialable(netloc: string): string {
+  const local = parseNetloc(netloc);
+  if (local?.host === "0.0.0.0") return formatNetloc("127.0.0.1", local.port);
+  if (local?.host === "::") return formatNetloc("::1", local.port);
+  return netloc;
 }

@@ -152,7 +152,8 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
       lines[0],
       new RegExp(
         `^${cluster.sshHost}  ${first.url} → grpc://info:31206  pid ${first.pid}  up  ` +
-          `forwards 3  up since \\S+  reconnects 0  last error none  log \\S+\\.log$`,
+          // info, its reuse-connection forward, data-a, data-b
+          `forwards 4  up since \\S+  reconnects 0  last error none  log \\S+\\.log$`,
       ),
     );
     const json = await runProxy(["status", "--json"], { env });

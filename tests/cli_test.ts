@@ -30,6 +30,7 @@ Deno.test("options, host and command split at --", () => {
     sshConfig: "cfg",
     sshOptions: ["Port=2222", "User=me"],
     allowRemoteClients: false,
+    reuseThroughProxy: false,
     verbosity: "verbose",
   });
 });

@@ -206,6 +206,79 @@ Deno.test("kafka:// and other transports pass unchanged: noted once, never forwa
   }
   assertEquals(asked, ["data-a:40001"], "only the gRPC location is forwarded");
   assertEquals(warnings, []);
-  assertEquals(notes.length, 2, "one note per URI, however often it is seen");
-  assert(notes[0].includes("kafka://broker-1:9092") && notes[0].includes("not a gRPC location"));
+  const passed = notes.filter((note) => note.includes("passed on unchanged"));
+  assertEquals(passed.length, 2, "one note per URI, however often it is seen");
+  assert(passed[0].includes("kafka://broker-1:9092") && passed[0].includes("not a gRPC location"));
+  assertEquals(notes.filter((note) => note.includes("→")), [
+    "location grpc://data-a:40001 → grpc://127.0.0.1:41009",
+  ]);
+});
+
+Deno.test("reuse-connection goes to the info server's own forward, and comes back as it was", async () => {
+  const map = new LocationMap([
+    ["info:31206", "127.0.0.1:41000"],
+    [REUSE_CONNECTION, "127.0.0.1:41100"],
+    ["data-a:40001", "127.0.0.1:41001"],
+  ]);
+  const notes: string[] = [];
+  const rewriter = new LocationRewriter(map, () => {}, (note) => notes.push(note));
+  const info = flightType("FlightInfo").encode({
+    endpoint: [
+      { location: [{ uri: REUSE_CONNECTION }] },
+      { location: [{ uri: "grpc://info:31206" }, { uri: "grpc://data-a:40001" }] },
+    ],
+  }).finish();
+  const local = await rewriter.toLocal(info, Shapes.FlightInfo);
+  assertEquals(collectLocations(local, Shapes.FlightInfo), [
+    "grpc://127.0.0.1:41100",
+    "grpc://127.0.0.1:41000",
+    "grpc://127.0.0.1:41001",
+  ]);
+  assert(
+    notes.some((n) =>
+      n === `location ${REUSE_CONNECTION} → grpc://127.0.0.1:41100 (the info server)`
+    ),
+  );
+  // CancelFlightInfo carries the FlightInfo back: the server sees its own locations.
+  const cancel = flightType("CancelFlightInfoRequest").encode({
+    info: flightType("FlightInfo").decode(local),
+  }).finish();
+  const back = rewriter.toRemote(cancel, Shapes.CancelFlightInfoRequest);
+  assertEquals(collectLocations(back, Shapes.CancelFlightInfoRequest), [
+    REUSE_CONNECTION,
+    "grpc://info:31206",
+    "grpc://data-a:40001",
+  ]);
+  // Without that forward (--reuse-through-proxy) it passes unchanged: redeemed at the proxy.
+  const old = new LocationRewriter(new LocationMap([["data-a:40001", "127.0.0.1:41001"]]));
+  assertEquals(
+    collectLocations(await old.toLocal(info, Shapes.FlightInfo), Shapes.FlightInfo)[0],
+    REUSE_CONNECTION,
+  );
+});
+
+Deno.test("clients on other machines get forwards named by the host they dialled", async () => {
+  const map = new LocationMap([
+    [REUSE_CONNECTION, "0.0.0.0:41100"],
+    ["data-a:40001", "0.0.0.0:41001"],
+  ]);
+  const rewriter = new LocationRewriter(map);
+  const info = flightType("FlightInfo").encode({
+    endpoint: [{ location: [{ uri: REUSE_CONNECTION }, { uri: "grpc://data-a:40001" }] }],
+  }).finish();
+  const local = await rewriter.toLocal(info, Shapes.FlightInfo, "analysis-7.example.org");
+  assertEquals(collectLocations(local, Shapes.FlightInfo), [
+    "grpc://analysis-7.example.org:41100",
+    "grpc://analysis-7.example.org:41001",
+  ]);
+  const renew = flightType("RenewFlightEndpointRequest").encode({
+    endpoint: flightType("FlightInfo").decode(local).toJSON().endpoint[0],
+  }).finish();
+  assertEquals(
+    collectLocations(
+      rewriter.toRemote(renew, Shapes.RenewFlightEndpointRequest, "ANALYSIS-7.example.org"),
+      Shapes.RenewFlightEndpointRequest,
+    ),
+    [REUSE_CONNECTION, "grpc://data-a:40001"],
+  );
 });

@@ -31,8 +31,10 @@ Deno.test("a mux client can never open a connection of its own", () => {
 });
 
 Deno.test("-L specs bind loopback and bracket IPv6 targets", () => {
-  assertEquals(forwardSpec(41001, "data-a", 40001), "127.0.0.1:41001:data-a:40001");
-  assertEquals(forwardSpec(41001, "::1", 22), "127.0.0.1:41001:[::1]:22");
+  assertEquals(forwardSpec("127.0.0.1", 41001, "data-a", 40001), "127.0.0.1:41001:data-a:40001");
+  assertEquals(forwardSpec("127.0.0.1", 41001, "::1", 22), "127.0.0.1:41001:[::1]:22");
+  assertEquals(forwardSpec("10.0.0.5", 41001, "info", 31206), "10.0.0.5:41001:info:31206");
+  assertEquals(forwardSpec("::", 41001, "info", 31206), "[::]:41001:info:31206");
 });
 
 Deno.test("the keepalive session's command reports each variable between markers", () => {

@@ -57,7 +57,13 @@ export const GIVE_UP_AFTER_SECONDS = 300;
 export interface BackgroundOptions extends
   Pick<
     SshProxyOptions,
-    "server" | "listen" | "allowRemoteClients" | "sshConfig" | "sshOptions" | "signal"
+    | "server"
+    | "listen"
+    | "allowRemoteClients"
+    | "reuseThroughProxy"
+    | "sshConfig"
+    | "sshOptions"
+    | "signal"
   > {
   /** Progress while starting (the background process's log lines are relayed here). */
   logger?: Logger;
@@ -84,6 +90,7 @@ interface DaemonConfig {
   server?: string;
   listen?: string;
   allowRemoteClients?: boolean;
+  reuseThroughProxy?: boolean;
   sshConfig?: string;
   sshOptions?: string[];
   verbosity: Verbosity;
@@ -153,6 +160,7 @@ export async function startBackgroundProxy(
       server: options.server,
       listen: options.listen,
       allowRemoteClients: options.allowRemoteClients,
+      reuseThroughProxy: options.reuseThroughProxy,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
       verbosity: options.verbosity ?? "normal",
@@ -354,6 +362,7 @@ export async function runDaemon(configText: string): Promise<number> {
       server: config.server,
       listen: config.listen,
       allowRemoteClients: config.allowRemoteClients,
+      reuseThroughProxy: config.reuseThroughProxy,
       sshConfig: config.sshConfig,
       sshOptions: config.sshOptions,
       adoptMaster: config.master,

@@ -10,7 +10,14 @@
  * @module
  */
 
-import { formatNetloc, isValidHost, isValidPort, NETLOC_PATTERN, unbracket } from "../netloc.ts";
+import {
+  formatNetloc,
+  isValidHost,
+  isValidPort,
+  NETLOC_PATTERN,
+  parseNetloc,
+  unbracket,
+} from "../netloc.ts";
 
 /** The special location meaning "redeem on the connection that produced the ticket". */
 export const REUSE_CONNECTION = "arrow-flight-reuse-connection://?";
@@ -111,10 +118,14 @@ export type LocationResolver = (remote: { host: string; port: number; netloc: st
  * map.local("data-a:40001"); // "127.0.0.1:41234"
  * map.remote("127.0.0.1:41234"); // "data-a:40001"
  * ```
+ *
+ * The key {@link REUSE_CONNECTION} names the forward that redeems
+ * reuse-connection endpoints: a second forward to the info server.
  */
 export class LocationMap {
   #toLocal = new Map<string, string>();
   #toRemote = new Map<string, string>();
+  #atPort = new Map<number, string>();
   #pending = new Map<string, Promise<string>>();
   #resolver?: LocationResolver;
   #watchers = new Set<(remote: string, local: string) => void>();
@@ -135,9 +146,14 @@ export class LocationMap {
   /** Records that `remote` is reached through `local` (both `host:port`). */
   set(remote: string, local: string): void {
     const old = this.#toLocal.get(remote);
-    if (old !== undefined) this.#toRemote.delete(old);
+    if (old !== undefined) {
+      this.#toRemote.delete(old);
+      this.#atPort.delete(parseNetloc(old)?.port ?? -1);
+    }
     this.#toLocal.set(remote, local);
     this.#toRemote.set(local, remote);
+    const port = parseNetloc(local)?.port;
+    if (port !== undefined) this.#atPort.set(port, remote);
     if (old !== local) { for (const watcher of this.#watchers) watcher(remote, local); }
   }
 
@@ -155,6 +171,14 @@ export class LocationMap {
   /** The remote endpoint behind a local forward `host:port`, if it is one of ours. */
   remote(local: string): string | undefined {
     return this.#toRemote.get(local);
+  }
+
+  /**
+   * The remote endpoint behind the local forward on `port`, whatever name the
+   * client used for this machine (forwards share one listen address).
+   */
+  remoteAtPort(port: number): string | undefined {
+    return this.#atPort.get(port);
   }
 
   /** All known `[remote, local]` pairs. */

@@ -39,6 +39,12 @@ export interface FlightProxyOptions {
   logger?: Logger;
   /** Extra grpc-js channel options for the backend connection. */
   channelOptions?: grpc.ChannelOptions;
+  /**
+   * Clients on other machines (`--allow-remote-clients`): name local forwards in
+   * locations by the host each client dialled (its `:authority`), not by the
+   * address the forwards listen on.
+   */
+  remoteClients?: boolean;
 }
 
 /**
@@ -115,7 +121,8 @@ export function backendTarget(url: string): string {
   return target;
 }
 
-type Transform = (message: Uint8Array) => Promise<Uint8Array> | Uint8Array;
+/** Rewrites one message; `clientHost` as in {@link FlightProxyOptions.remoteClients}. */
+type Transform = (message: Uint8Array, clientHost?: string) => Promise<Uint8Array> | Uint8Array;
 type ServiceError = Partial<grpc.StatusObject> & { code: grpc.status };
 
 /** A running proxy. Dispose of it (or call {@link FlightProxy.close}) to stop it. */
@@ -131,6 +138,7 @@ export class FlightProxy implements AsyncDisposable {
   #logger: Logger;
   #unavailable: string | undefined;
   #closed = false;
+  #remoteClients: boolean;
 
   private constructor(
     server: grpc.Server,
@@ -138,7 +146,9 @@ export class FlightProxy implements AsyncDisposable {
     address: string,
     locations: LocationMap,
     logger: Logger,
+    remoteClients: boolean,
   ) {
+    this.#remoteClients = remoteClients;
     this.#server = server;
     this.#client = client;
     this.address = address;
@@ -193,7 +203,14 @@ export class FlightProxy implements AsyncDisposable {
       throw new UserError(`cannot listen on ${listen}: ${reason}`, { cause: error });
     }
     const host = parseNetloc(listen)?.host ?? "localhost";
-    const proxy = new FlightProxy(server, client, formatNetloc(host, port), locations, logger);
+    const proxy = new FlightProxy(
+      server,
+      client,
+      formatNetloc(host, port),
+      locations,
+      logger,
+      options.remoteClients ?? false,
+    );
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
   }
@@ -228,8 +245,8 @@ export class FlightProxy implements AsyncDisposable {
   }
 
   #handlers(): grpc.UntypedServiceImplementation {
-    const toLocal = (shape: MessageShape): Transform => (bytes) =>
-      this.#rewriter.toLocal(bytes, shape);
+    const toLocal = (shape: MessageShape): Transform => (bytes, clientHost) =>
+      this.#rewriter.toLocal(bytes, shape, clientHost);
     const handlers: Record<FlightMethod, grpc.UntypedHandleCall> = {
       Handshake: this.#bidi("Handshake"),
       ListFlights: this.#serverStream("ListFlights", undefined, () => toLocal(Shapes.FlightInfo)),
@@ -241,7 +258,7 @@ export class FlightProxy implements AsyncDisposable {
       DoExchange: this.#bidi("DoExchange"),
       DoAction: this.#serverStream(
         "DoAction",
-        (action) => this.#actionToRemote(action),
+        (action, clientHost) => this.#actionToRemote(action, clientHost),
         (action) =>
           actionType(action) === "RenewFlightEndpoint" ? toLocal(RESULT_ENDPOINT) : undefined,
       ),
@@ -251,15 +268,22 @@ export class FlightProxy implements AsyncDisposable {
   }
 
   // Clients send locations back in two standard actions; the backend must see its own.
-  #actionToRemote(action: Uint8Array): Uint8Array {
+  #actionToRemote(action: Uint8Array, clientHost: string | undefined): Uint8Array {
     switch (actionType(action)) {
       case "CancelFlightInfo":
-        return this.#rewriter.toRemote(action, ACTION_CANCEL);
+        return this.#rewriter.toRemote(action, ACTION_CANCEL, clientHost);
       case "RenewFlightEndpoint":
-        return this.#rewriter.toRemote(action, ACTION_RENEW);
+        return this.#rewriter.toRemote(action, ACTION_RENEW, clientHost);
       default:
         return action;
     }
+  }
+
+  /** The host a remote client dialled, when locations must name it. */
+  #clientHost(call: { getHost(): string }): string | undefined {
+    if (!this.#remoteClients) return undefined;
+    const authority = call.getHost();
+    return parseNetloc(authority)?.host ?? (authority || undefined);
   }
 
   #callOptions(call: { getDeadline(): grpc.Deadline }): grpc.CallOptions {
@@ -312,7 +336,7 @@ export class FlightProxy implements AsyncDisposable {
           return callback({ code: grpc.status.INTERNAL, details: "server sent no response" });
         }
         try {
-          const out = transform ? await transform(response) : response;
+          const out = transform ? await transform(response, this.#clientHost(call)) : response;
           callback(null, toBuffer(out), status.metadata);
         } catch (error) {
           callback(this.#failure(error, method));
@@ -323,7 +347,7 @@ export class FlightProxy implements AsyncDisposable {
 
   #serverStream(
     method: FlightMethod,
-    requestTransform?: (request: Uint8Array) => Uint8Array,
+    requestTransform?: (request: Uint8Array, clientHost?: string) => Uint8Array,
     responseTransform?: (request: Uint8Array) => Transform | undefined,
   ): grpc.handleServerStreamingCall<Buffer, Buffer> {
     return (call) => {
@@ -333,7 +357,7 @@ export class FlightProxy implements AsyncDisposable {
       let request: Uint8Array = call.request;
       let transform: Transform | undefined;
       try {
-        if (requestTransform) request = requestTransform(request);
+        if (requestTransform) request = requestTransform(request, this.#clientHost(call));
         transform = responseTransform?.(call.request);
       } catch (error) {
         return call.emit("error", this.#failure(error, method));
@@ -347,7 +371,7 @@ export class FlightProxy implements AsyncDisposable {
         this.#callOptions(call),
       );
       call.on("cancelled", () => backend.cancel());
-      this.#pipeResponses(method, backend, call, transform);
+      this.#pipeResponses(method, backend, call, transform, this.#clientHost(call));
     };
   }
 
@@ -373,7 +397,7 @@ export class FlightProxy implements AsyncDisposable {
       });
       call.on("end", () => backend.end());
       call.on("error", () => backend.cancel());
-      this.#pipeResponses(method, backend, call, undefined);
+      this.#pipeResponses(method, backend, call, undefined, undefined);
     };
   }
 
@@ -383,6 +407,7 @@ export class FlightProxy implements AsyncDisposable {
     backend: grpc.ClientReadableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>,
     call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
     transform: Transform | undefined,
+    clientHost: string | undefined,
   ): void {
     let finished = false;
     let pending: Promise<void> = Promise.resolve();
@@ -405,7 +430,7 @@ export class FlightProxy implements AsyncDisposable {
       backend.pause();
       pending = pending.then(async () => {
         try {
-          const out = await transform(message);
+          const out = await transform(message, clientHost);
           if (finished) return;
           write(out);
           if (backend.isPaused() && call.writableNeedDrain !== true) backend.resume();

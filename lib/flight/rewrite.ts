@@ -7,7 +7,8 @@
  * @module
  */
 import { scanFields, WireType } from "./wire.ts";
-import { classifyLocation, type LocationMap, withNetloc } from "./locations.ts";
+import { classifyLocation, type LocationMap, REUSE_CONNECTION, withNetloc } from "./locations.ts";
+import { formatNetloc, parseNetloc } from "../netloc.ts";
 
 const URI = "uri";
 
@@ -208,9 +209,18 @@ export class EndpointUnavailableError extends Error {
 
 /**
  * Points locations at local forwards (responses) and back at the remote servers
- * (requests that carry locations). Once for each URI it passes on unchanged, it
- * warns (a gRPC location it cannot parse) or notes (another transport, such as
- * `kafka://`, which clients use as it is).
+ * (requests that carry locations). Once for each URI it notes where it sends it
+ * (`--verbose`), or why it passes it on unchanged: a warning for a gRPC location
+ * it cannot parse, a note for another transport such as `kafka://`, which
+ * clients use as it is.
+ *
+ * `arrow-flight-reuse-connection://?` ("redeem on the server you asked") goes to
+ * the map's {@link REUSE_CONNECTION} entry when it has one: a forward straight to
+ * the info server, so bulk data need not pass through the proxy. Without one it
+ * passes unchanged and clients redeem it at the proxy.
+ *
+ * For clients on other machines (`clientHost`, the host they dialled), local
+ * forwards are named by that host rather than by the address they listen on.
  */
 export class LocationRewriter {
   #map: LocationMap;
@@ -234,18 +244,26 @@ export class LocationRewriter {
    * endpoints pass unchanged). Throws {@link EndpointUnavailableError} when one
    * cannot be opened.
    */
-  async toLocal(bytes: Uint8Array, shape: MessageShape): Promise<Uint8Array> {
+  async toLocal(bytes: Uint8Array, shape: MessageShape, clientHost?: string): Promise<Uint8Array> {
     // Optimistic: one pass when every endpoint is known (the common case); when
     // some are new, open their forwards and rewrite again.
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
     const rewrite = () =>
       rewriteLocations(bytes, shape, (uri) => {
         const kind = this.#classify(uri);
+        if (kind.kind === "reuse-connection") {
+          const local = this.#map.local(REUSE_CONNECTION);
+          return local === undefined
+            ? undefined
+            : this.#announce(uri, `grpc://${reachable(local, clientHost)}`, "the info server");
+        }
         if (kind.kind !== "endpoint") return undefined;
         const { location } = kind;
         const local = this.#map.local(location.netloc);
         if (local === undefined && this.#map.canResolve) wanted.set(location.netloc, location);
-        return local === undefined ? undefined : withNetloc(location, local);
+        return local === undefined
+          ? undefined
+          : this.#announce(uri, withNetloc(location, reachable(local, clientHost)));
       });
     const out = rewrite();
     if (wanted.size === 0) return out;
@@ -260,14 +278,32 @@ export class LocationRewriter {
     return rewrite();
   }
 
-  /** Rewrites locations that name one of our local forwards back to the remote server. */
-  toRemote(bytes: Uint8Array, shape: MessageShape): Uint8Array {
+  /**
+   * Rewrites locations that name one of our local forwards back to what the
+   * server gave: its own endpoint, or the reuse-connection location.
+   */
+  toRemote(bytes: Uint8Array, shape: MessageShape, clientHost?: string): Uint8Array {
     return rewriteLocations(bytes, shape, (uri) => {
       const kind = classifyLocation(uri);
       if (kind.kind !== "endpoint") return undefined;
-      const remote = this.#map.remote(kind.location.netloc);
-      return remote === undefined ? undefined : withNetloc(kind.location, remote);
+      const { location } = kind;
+      const remote = clientHost !== undefined &&
+          location.host.toLowerCase() === clientHost.toLowerCase()
+        ? this.#map.remoteAtPort(location.port)
+        : this.#map.remote(location.netloc);
+      if (remote === undefined) return undefined;
+      return remote === REUSE_CONNECTION ? REUSE_CONNECTION : withNetloc(location, remote);
     });
+  }
+
+  /** Notes, once per URI, where it is sent; returns the new URI. */
+  #announce(uri: string, to: string, what?: string): string {
+    const key = `${uri} ${to}`;
+    if (!this.#seen.has(key)) {
+      this.#seen.add(key);
+      this.#note(`location ${uri} → ${to}${what ? ` (${what})` : ""}`);
+    }
+    return to;
   }
 
   #classify(uri: string) {
@@ -285,4 +321,11 @@ export class LocationRewriter {
     }
     return kind;
   }
+}
+
+/** A local forward's `host:port` as a client on `clientHost` reaches it. */
+function reachable(local: string, clientHost: string | undefined): string {
+  if (clientHost === undefined) return local;
+  const port = parseNetloc(local)?.port;
+  return port === undefined ? local : formatNetloc(clientHost, port);
 }

@@ -65,6 +65,7 @@ export async function runProxyChild(): Promise<number> {
             // A line per call over the pipe costs; send it only when someone reads it.
             logger: message.verbose ? logger : { ...logger, debug: () => {} },
             channelOptions: message.channelOptions,
+            remoteClients: message.remoteClients,
           });
         } catch (error) {
           out({ type: "failed", message: (error as Error).message });

@@ -38,6 +38,7 @@ export type ToChild =
     channelOptions?: ChannelOptions;
     unavailable?: string;
     verbose?: boolean;
+    remoteClients?: boolean;
   }
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }

@@ -103,7 +103,7 @@ export function muxArgs(controlPath: string): string[] {
   ];
 }
 
-/** `-L` argument binding loopback only; IPv6 targets are bracketed. */
-export function forwardSpec(localPort: number, host: string, port: number): string {
-  return `127.0.0.1:${localPort}:${formatNetloc(host, port)}`;
+/** `-L` argument: the local end on `bind` (loopback unless remote clients are allowed); IPv6 bracketed. */
+export function forwardSpec(bind: string, localPort: number, host: string, port: number): string {
+  return `${formatNetloc(bind, localPort)}:${formatNetloc(host, port)}`;
 }

@@ -92,12 +92,18 @@ export interface ConnectOptions {
    * connection's and is removed on {@link SshConnection.close}.
    */
   adopt?: string;
+  /**
+   * Where forwards listen. Anything but loopback lets other machines through:
+   * only for a proxy that listens there too (`--allow-remote-clients`).
+   * @default {"127.0.0.1"}
+   */
+  bindAddress?: string;
 }
 
-/** A local end of a forward; always on loopback. */
+/** A local end of a forward. */
 export interface LocalAddress {
-  /** Always `"127.0.0.1"`: forwards never listen beyond loopback. */
-  host: "127.0.0.1";
+  /** {@link ConnectOptions.bindAddress}: `"127.0.0.1"` unless remote clients are allowed. */
+  host: string;
   /** Local TCP port. */
   port: number;
 }
@@ -150,6 +156,7 @@ export class SshConnection implements AsyncDisposable {
   #batch: ForwardBatch | undefined;
   /** Ports handed out but not yet bound, so concurrent forwards never pick the same one. */
   #reserved = new Set<number>();
+  #bind: string;
   #forwards = new Map<string, Promise<LocalAddress>>();
   #closing: Promise<void> | undefined;
   #resolveClosed!: (end: ConnectionEnd) => void;
@@ -158,6 +165,7 @@ export class SshConnection implements AsyncDisposable {
     this.host = options.host;
     this.#options = options;
     this.#dir = dir;
+    this.#bind = options.bindAddress ?? "127.0.0.1";
     this.controlPath = options.adopt ?? `${dir}/ctl`;
     const log = options.log ?? ((line: string) => console.error(line));
     this.#runner = {
@@ -241,16 +249,17 @@ export class SshConnection implements AsyncDisposable {
   forward(
     remoteHost: string,
     remotePort: number,
-    options: { localPort?: number } = {},
+    options: { localPort?: number; key?: string } = {},
   ): Promise<LocalAddress> {
     this.#assertOpen();
     const host = checkForwardTarget(remoteHost, remotePort);
-    const key = formatNetloc(host, remotePort);
+    // One forward per key: by default the target, so asking twice opens one.
+    const key = options.key ?? formatNetloc(host, remotePort);
     let pending = this.#forwards.get(key);
     if (pending === undefined) {
       pending = options.localPort === undefined
-        ? this.#openBatched(host, remotePort, key)
-        : this.#openForward(host, remotePort, key, options.localPort);
+        ? this.#openBatched(host, remotePort)
+        : this.#openForward(host, remotePort, options.localPort);
       this.#forwards.set(key, pending);
       pending.catch(() => this.#forwards.delete(key));
     }
@@ -411,19 +420,19 @@ export class SshConnection implements AsyncDisposable {
    * (a port was taken meanwhile), each forward is asked for on its own, on the
    * same port first: repeating a forward that exists is a no-op for the master.
    */
-  #openBatched(host: string, port: number, key: string): Promise<LocalAddress> {
-    const localPort = reserveFreePort(this.#reserved);
+  #openBatched(host: string, port: number): Promise<LocalAddress> {
+    const localPort = reserveFreePort(this.#reserved, this.#bind);
     const request = Promise.withResolvers<boolean>();
     if (!this.#batch) {
       const batch: ForwardBatch = [];
       this.#batch = batch;
       setTimeout(() => this.#sendBatch(batch), 0);
     }
-    this.#batch.push({ spec: forwardSpec(localPort, host, port), done: request });
+    this.#batch.push({ spec: forwardSpec(this.#bind, localPort, host, port), done: request });
     return request.promise.then(async (ok) => {
       this.#reserved.delete(localPort);
-      if (!ok) return await this.#openForward(host, port, key, localPort);
-      const local: LocalAddress = { host: "127.0.0.1", port: localPort };
+      if (!ok) return await this.#openForward(host, port, localPort);
+      const local: LocalAddress = { host: this.#bind, port: localPort };
       return local;
     });
   }
@@ -450,34 +459,33 @@ export class SshConnection implements AsyncDisposable {
   async #openForward(
     host: string,
     port: number,
-    key: string,
     preferred?: number,
   ): Promise<LocalAddress> {
     for (let attempt = 1;; attempt++) {
       const localPort = attempt === 1 && preferred !== undefined && !this.#reserved.has(preferred)
         ? (this.#reserved.add(preferred), preferred)
-        : reserveFreePort(this.#reserved);
+        : reserveFreePort(this.#reserved, this.#bind);
       try {
         const result = await runSsh(this.#runner, [
           ...muxArgs(this.controlPath),
           "-O",
           "forward",
           "-L",
-          forwardSpec(localPort, host, port),
+          forwardSpec(this.#bind, localPort, host, port),
           "--",
           this.host,
         ]);
         if (result.code === 0) {
-          const local: LocalAddress = { host: "127.0.0.1", port: localPort };
+          const local: LocalAddress = { host: this.#bind, port: localPort };
           return local;
         }
         // Someone took the port between our probe and ssh's bind: try another.
-        const taken = !isAddressFree("127.0.0.1", localPort);
+        const taken = !isAddressFree(this.#bind, localPort);
         if (!taken || attempt >= FORWARD_ATTEMPTS || this.#state !== "open") {
           throw new UserError(
-            `forward 127.0.0.1:${localPort} → ${key} over ${this.host} failed: ${
-              lastLine(result.stderr) || `ssh exit ${result.code}`
-            }`,
+            `forward ${formatNetloc(this.#bind, localPort)} → ${
+              formatNetloc(host, port)
+            } over ${this.host} failed: ${lastLine(result.stderr) || `ssh exit ${result.code}`}`,
           );
         }
       } finally {

@@ -50,18 +50,18 @@ export function isAddressFree(hostname: string, port: number): boolean {
 }
 
 /**
- * A free loopback port that is not in `reserved`, added to it: concurrent
+ * A free port on `hostname` that is not in `reserved`, added to it: concurrent
  * forwards of one connection never pick the same port before ssh binds it.
  *
  * @throws {UserError} when no such port turns up.
  */
-export function reserveFreePort(reserved: Set<number>): number {
+export function reserveFreePort(reserved: Set<number>, hostname = "127.0.0.1"): number {
   for (let i = 0; i < 100; i++) {
-    const port = getFreePort("127.0.0.1");
+    const port = getFreePort(hostname);
     if (!reserved.has(port)) {
       reserved.add(port);
       return port;
     }
   }
-  throw new UserError("no free local port on 127.0.0.1");
+  throw new UserError(`no free local port on ${hostname}`);
 }

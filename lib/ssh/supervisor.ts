@@ -54,6 +54,8 @@ export interface MovedForward {
   host: string;
   /** Remote port. */
   port: number;
+  /** The key it was asked for with, when not the target (see {@link SshSupervisor.forward}). */
+  key?: string;
   /** The new local end. */
   local: LocalAddress;
 }
@@ -74,7 +76,10 @@ export class SshSupervisor implements AsyncDisposable {
   #logger: Logger;
   #connection: SshConnection;
   #state: SupervisorState = "up";
-  #targets = new Map<string, { host: string; port: number; local?: LocalAddress }>();
+  #targets = new Map<
+    string,
+    { host: string; port: number; key?: string; local?: LocalAddress }
+  >();
   #stop = new AbortController();
   #closing: Promise<void> | undefined;
   #loop: Promise<void> = Promise.resolve();
@@ -114,17 +119,24 @@ export class SshSupervisor implements AsyncDisposable {
   }
 
   /**
-   * Forwards a local loopback port to `remoteHost:remotePort`; the forward
-   * is re-created after every reconnect.
+   * Forwards a local port to `remoteHost:remotePort`; the forward is re-created
+   * after every reconnect. Asking twice gives the same forward, unless `key`
+   * names a second one to the same target.
    *
    * @throws {UserError} while reconnecting, or as {@link SshConnection.forward}.
    */
-  async forward(remoteHost: string, remotePort: number): Promise<LocalAddress> {
+  async forward(
+    remoteHost: string,
+    remotePort: number,
+    options: { key?: string } = {},
+  ): Promise<LocalAddress> {
     this.#assertUp();
-    const local = await this.#connection.forward(remoteHost, remotePort);
-    this.#targets.set(formatNetloc(remoteHost, remotePort), {
+    const { key } = options;
+    const local = await this.#connection.forward(remoteHost, remotePort, { key });
+    this.#targets.set(key ?? formatNetloc(remoteHost, remotePort), {
       host: remoteHost,
       port: remotePort,
+      key,
       local,
     });
     return local;
@@ -233,6 +245,7 @@ export class SshSupervisor implements AsyncDisposable {
       [...this.#targets.values()].map(async (target) => {
         const local = await connection.forward(target.host, target.port, {
           localPort: target.local?.port,
+          key: target.key,
         });
         if (local.port !== target.local?.port) moved.push({ ...target, local });
         target.local = local;
