@@ -335,6 +335,15 @@ async function overSsh(sizes: Sizes, venv: string, log: (line: string) => void):
     figures.proxySshRssMiB = memory.sshIdleMiB;
   }
   {
+    // The same stream with the data through the proxy itself (the server serves it,
+    // so every endpoint is reuse-connection): the proxy's own data path.
+    await using proxy = await startProxy([...proxyArgs, "--reuse-through-proxy"]);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const memory = await treeMemory(proxy.child.pid, () => streamThrough(proxy.url));
+    figures.proxyThroughIdleRssMiB = memory.idleMiB;
+    figures.proxyThroughPeakRssMiB = memory.peakMiB;
+  }
+  {
     await using seed = await startSeedProxy(venv, seedEnv, cluster.sshHost, server);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const memory = await treeMemory(seed.pid, () => streamThrough(seed.url));
@@ -345,6 +354,8 @@ async function overSsh(sizes: Sizes, venv: string, log: (line: string) => void):
   log(
     `RSS idle/peak: proxy ${fixed(figures.proxyIdleRssMiB)}/${
       fixed(figures.proxyPeakRssMiB)
+    } MiB (data through it: ${fixed(figures.proxyThroughIdleRssMiB)}/${
+      fixed(figures.proxyThroughPeakRssMiB)
     } MiB, ` +
       `seed ${fixed(figures.seedIdleRssMiB)}/${fixed(figures.seedPeakRssMiB)} MiB`,
   );
@@ -408,6 +419,12 @@ function goals(results: Record<string, Figures | { skipped: string }>): Goal[] {
     goal(
       "all proxy processes streaming 1 GiB (MiB)",
       number("proxyPeakRssMiB"),
+      "≤ 150",
+      (v) => v <= 150,
+    ),
+    goal(
+      "the same, the data through the proxy (--reuse-through-proxy) (MiB)",
+      number("proxyThroughPeakRssMiB"),
       "≤ 150",
       (v) => v <= 150,
     ),

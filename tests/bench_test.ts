@@ -26,6 +26,8 @@ const SSH_NUMBERS = [
   "seedGetFlightInfoAddedP50Ms",
   "proxyIdleRssMiB",
   "proxyPeakRssMiB",
+  "proxyThroughIdleRssMiB",
+  "proxyThroughPeakRssMiB",
   "seedIdleRssMiB",
   "seedPeakRssMiB",
 ];
