@@ -86,7 +86,7 @@ Deno.test("deno task bench --quick writes a report with every figure", async () 
     for (const key of SSH_NUMBERS) {
       assert(Number.isFinite(report.ssh[key]), `ssh.${key} = ${report.ssh[key]}`);
     }
-    assertEquals(report.goals.length, 7);
+    assertEquals(report.goals.length, 8);
     for (const goal of report.goals) {
       assert(Number.isFinite(goal.value), `${goal.goal}: ${goal.value}`);
     }
