@@ -175,7 +175,6 @@ async function doctorMain(args: string[]): Promise<number> {
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       channels: cli.channels,
-      verbose: cli.verbose,
       logger,
       version: VERSION,
     }, (line) => console.log(line));
@@ -330,7 +329,6 @@ export async function main(args: string[]): Promise<number> {
       allowRemoteClients: cli.allowRemoteClients,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
-      verbose: cli.verbosity === "verbose",
       logger,
       signal: signals.signal,
     });

@@ -119,7 +119,7 @@ export async function doctor(
 
   await using stack = new AsyncDisposableStack();
   try {
-    logger.progress?.(`connecting to ${sshHost}…`);
+    logger.progress(`connecting to ${sshHost}…`);
     let connection: SshConnection;
     try {
       const connected = await timed(() => SshConnection.connect(connectOptions(sshHost, options)));
@@ -130,7 +130,7 @@ export async function doctor(
       return result;
     }
 
-    logger.progress?.("looking up the Arrakis server…");
+    logger.progress("looking up the Arrakis server…");
     let server;
     try {
       server = await resolveRemoteServer(connection, options.server);
@@ -168,11 +168,11 @@ export async function doctor(
       return local;
     };
 
-    logger.progress?.(`forwarding ${infoRemote}…`);
+    logger.progress(`forwarding ${infoRemote}…`);
     const infoLocal = await probe(infoRemote, server.host, server.port);
     if (infoLocal === undefined) return result;
 
-    logger.progress?.("listing endpoints…");
+    logger.progress("listing endpoints…");
     let endpoints;
     try {
       const listed = await timed(() => discoverEndpoints(`grpc://${infoLocal}`, timeoutMs));
@@ -196,13 +196,13 @@ export async function doctor(
     const locations = new LocationMap([[infoRemote, infoLocal]]);
     let done = 0;
     for (const endpoint of endpoints) {
-      logger.progress?.(`checking endpoints ${++done}/${endpoints.length}`);
+      logger.progress(`checking endpoints ${++done}/${endpoints.length}`);
       const local = await probe(endpoint.netloc, endpoint.host, endpoint.port);
       if (local) locations.set(endpoint.netloc, local);
     }
     locations.setResolver((remote) => forward(remote.host, remote.port));
 
-    logger.progress?.("fetching test data through a temporary proxy…");
+    logger.progress("fetching test data through a temporary proxy…");
     const proxy = stack.use(
       await FlightProxy.start({ backend: `grpc://${infoLocal}`, listen: "127.0.0.1:0", locations }),
     );
@@ -236,7 +236,7 @@ export async function doctor(
     result.healthy = healthy;
     return result;
   } finally {
-    logger.progress?.("");
+    logger.progress("");
     report(`${"result".padEnd(28)} ${result.healthy ? "healthy" : "NOT healthy"}`);
   }
 }

@@ -43,12 +43,10 @@ export interface IsolatedProxyOptions {
   listen: string;
   /** Remote → local endpoint map; its resolver opens forwards for the child. */
   locations: LocationMap;
-  /** Progress and warnings, the child's included. */
+  /** Progress and warnings, the child's included (its per-call detail only at `verbose`). */
   logger?: Logger;
   /** grpc-js options for the backend channel. */
   channelOptions?: ChannelOptions;
-  /** Pass the child's per-call detail to `logger.debug` (otherwise the child drops it). */
-  verbose?: boolean;
   /**
    * The command that runs a child; by default this program with
    * {@link PROXY_CHILD_FLAG} (the compiled binary itself, or `deno run main.ts`).
@@ -278,7 +276,7 @@ class Child {
       locations: this.#locations.entries(),
       channelOptions: options.channelOptions,
       unavailable,
-      verbose: options.verbose,
+      level: this.#logger.level,
     });
     while (true) {
       const next = await this.#messages.next();
@@ -323,7 +321,7 @@ class Child {
         break;
       }
       case "log":
-        this.#logger[message.level]?.(message.message);
+        this.#logger[message.level](message.message);
         break;
       case "discovered": {
         this.#discoveries.settle(

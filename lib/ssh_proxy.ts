@@ -34,23 +34,19 @@ export interface SshOptions {
   sshBinary?: string;
   /** Let ssh prompt on the terminal. @default {true} */
   interactive?: boolean;
-  /** Progress and warnings. */
+  /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
   logger?: Logger;
-  /** Log ssh command lines (and, in a run, each RPC). */
-  verbose?: boolean;
 }
 
 /** The connection options of a run (and of doctor, which makes the same connection). */
 export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
-  const logger = options.logger ?? silentLogger;
   return {
     host: sshHost,
     sshConfig: options.sshConfig,
     sshOptions: options.sshOptions,
     sshBinary: options.sshBinary,
     interactive: options.interactive ?? true,
-    verbose: options.verbose,
-    log: (line) => logger.debug(line),
+    logger: options.logger ?? silentLogger,
   };
 }
 
@@ -161,7 +157,6 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     locations,
     logger,
     channelOptions: BACKEND_CHANNEL_OPTIONS,
-    verbose: options.verbose,
   });
   proxyStarting.catch(() => {/* awaited below, or at clean-up */});
   stack.defer(async () => {
@@ -169,7 +164,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     await proxyStarting.then((proxy) => proxy.close(), () => undefined);
   });
   logger.info(`connecting to ${sshHost}`);
-  logger.progress?.(`connecting to ${sshHost}…`);
+  logger.progress(`connecting to ${sshHost}…`);
   // Set once the Flight proxy exists; SSH drops before that fail the set-up.
   const started: { proxy?: IsolatedProxy } = {};
   let reconnects = 0;
@@ -177,7 +172,6 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     await SshSupervisor.start({
       ...connectOptions(sshHost, options),
       adopt: options.adoptMaster,
-      logger,
       sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
       initialBackoffMs: options.reconnectBackoffMs,
       onDown: (reason) => started.proxy?.setUnavailable(reason),
@@ -196,7 +190,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   );
   options.signal?.throwIfAborted();
 
-  if (!options.server) logger.progress?.(`reading ARRAKIS_SERVER on ${sshHost}…`);
+  if (!options.server) logger.progress(`reading ARRAKIS_SERVER on ${sshHost}…`);
   const server = await resolveRemoteServer(ssh, options.server);
   logger.info(`remote server ${server.url}`);
   options.signal?.throwIfAborted();
@@ -218,7 +212,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   try {
-    logger.progress?.("listing endpoints…");
+    logger.progress("listing endpoints…");
     // Asked through the proxy process: this one speaks no HTTP/2 (see isolated_proxy.ts).
     const { endpoints, method, ignored } = await proxy.discover();
     logger.debug(
@@ -228,10 +222,10 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     );
     let forwarded = 0;
     const total = endpoints.length + 1; // the info server counts as one
-    logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
+    logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
     await Promise.all(endpoints.map(async (endpoint) => {
       await locations.resolve(endpoint);
-      logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
+      logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
     }));
     logger.info(`${endpoints.length} data endpoint(s) forwarded`);
   } catch (error) {
@@ -243,7 +237,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   }
   options.signal?.throwIfAborted();
 
-  logger.progress?.("");
+  logger.progress("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   // The host as the user wrote it (localhost stays localhost), the port as bound.
   const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;

@@ -26,7 +26,7 @@
 import { SshConnection } from "../ssh/connection.ts";
 import { assertSshDestination } from "../ssh/validate.ts";
 import { formatNetloc, isLoopbackHost, parseListenAddress } from "../netloc.ts";
-import { assertListenable, sshProxy, type SshProxyOptions } from "../ssh_proxy.ts";
+import { assertListenable, connectOptions, sshProxy, type SshProxyOptions } from "../ssh_proxy.ts";
 import { type Logger, silentLogger, type Verbosity } from "../log.ts";
 import { UsageError, UserError } from "../errors.ts";
 import denoJson from "../../deno.json" with { type: "json" };
@@ -59,10 +59,12 @@ export interface BackgroundOptions extends
     SshProxyOptions,
     "server" | "listen" | "allowRemoteClients" | "sshConfig" | "sshOptions" | "signal"
   > {
-  /** Progress while starting (the background process's log lines are relayed here). */
+  /**
+   * Progress while starting (the background process's log lines are relayed
+   * here); its level is also the log file's (`verbose` adds ssh command lines and
+   * each call; below `normal`, `normal`).
+   */
   logger?: Logger;
-  /** What the log file gets: `verbose` adds ssh command lines and each call. */
-  verbosity?: "quiet" | "normal" | "verbose";
   /** Exit when the SSH connection stays down this long. @default {300} */
   giveUpAfterSeconds?: number;
   /**
@@ -136,14 +138,9 @@ export async function startBackgroundProxy(
   options.signal?.throwIfAborted();
 
   // The background process logs "connecting to" itself (relayed below).
-  logger.progress?.(`connecting to ${sshHost}…`);
+  logger.progress(`connecting to ${sshHost}…`);
   const master = await SshConnection.connect({
-    host: sshHost,
-    sshConfig: options.sshConfig,
-    sshOptions: options.sshOptions,
-    interactive: true,
-    verbose: options.verbosity === "verbose",
-    log: (line) => logger.debug(line),
+    ...connectOptions(sshHost, { ...options, interactive: true }),
     signal: options.signal,
   });
   let record: ProxyRecord;
@@ -155,7 +152,7 @@ export async function startBackgroundProxy(
       allowRemoteClients: options.allowRemoteClients,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
-      verbosity: options.verbosity ?? "normal",
+      verbosity: logger.level,
       giveUpAfterSeconds: options.giveUpAfterSeconds ?? GIVE_UP_AFTER_SECONDS,
       master: master.controlPath,
     };
@@ -174,7 +171,7 @@ export async function startBackgroundProxy(
     await master.close();
     throw error;
   }
-  logger.progress?.("");
+  logger.progress("");
   // The background process holds its own session on the master now.
   await master.release();
   return { ...record, alreadyRunning: false };
@@ -360,7 +357,6 @@ export async function runDaemon(configText: string): Promise<number> {
       // Nobody is there to answer a prompt: reconnects run with BatchMode.
       interactive: false,
       logger: tracked,
-      verbose: config.verbosity === "verbose",
       signal: stopping.signal,
     });
     const startTime = await processStartTime(Deno.pid);

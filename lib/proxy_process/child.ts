@@ -17,7 +17,7 @@
 import { FlightProxy } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
 import { discoverEndpoints } from "../flight/discovery.ts";
-import type { Logger } from "../log.ts";
+import type { Logger, Verbosity } from "../log.ts";
 import {
   type FromChild,
   jsonLines,
@@ -35,11 +35,17 @@ export async function runProxyChild(): Promise<number> {
   // Ctrl-C in the terminal reaches the whole process group; the parent decides.
   for (const signal of ["SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => {});
   const out = (message: FromChild) => writeMessage(Deno.stdout, message);
-  const logger: Logger = {
-    debug: (message) => out({ type: "log", level: "debug", message }),
+  // The status line is the parent's; a line per call over the pipe costs, so
+  // debug lines go only to a parent that shows them.
+  const childLogger = (level: Verbosity): Logger => ({
+    level,
+    debug: level === "verbose"
+      ? (message) => out({ type: "log", level: "debug", message })
+      : () => {},
     info: (message) => out({ type: "log", level: "info", message }),
     warn: (message) => out({ type: "log", level: "warn", message }),
-  };
+    progress() {},
+  });
   const forwards = new Pending<string>();
   let proxy: FlightProxy | undefined;
   let backend = "";
@@ -62,8 +68,7 @@ export async function runProxyChild(): Promise<number> {
             backend: message.backend,
             listen: message.listen,
             locations,
-            // A line per call over the pipe costs; send it only when someone reads it.
-            logger: message.verbose ? logger : { ...logger, debug: () => {} },
+            logger: childLogger(message.level),
             channelOptions: message.channelOptions,
           });
         } catch (error) {

@@ -16,7 +16,7 @@
  * @module
  */
 import type { Discovery } from "../flight/discovery.ts";
-import type { Logger } from "../log.ts";
+import type { Verbosity } from "../log.ts";
 import { readLines } from "../lines.ts";
 
 /** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
@@ -37,7 +37,8 @@ export type ToChild =
     locations: [string, string][];
     channelOptions?: ChannelOptions;
     unavailable?: string;
-    verbose?: boolean;
+    /** The parent logger's level: the child sends debug lines only at `verbose`. */
+    level: Verbosity;
   }
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }
@@ -49,7 +50,7 @@ export type FromChild =
   | { type: "ready"; address: string }
   | { type: "failed"; message: string }
   | { type: "resolve"; id: number; host: string; port: number; netloc: string }
-  | { type: "log"; level: keyof Logger; message: string }
+  | { type: "log"; level: "debug" | "info" | "warn"; message: string }
   | { type: "discovered"; id: number; discovery?: Discovery; error?: string };
 
 /** The parsed messages of a JSON-lines stream; blank lines are skipped. */
