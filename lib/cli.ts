@@ -168,7 +168,7 @@ async function doctorMain(args: string[]): Promise<number> {
   }
   const logger = stderrLogger(cli.verbose ? "verbose" : "normal");
   try {
-    // Loaded here: doctor still speaks gRPC in this process, a proxy run never does.
+    // Loaded here: only doctor needs its report code.
     const { doctor } = await import("./doctor.ts");
     const report = await doctor(cli.sshHost, {
       server: cli.server,

@@ -16,6 +16,7 @@
  * @module
  */
 import type { Discovery } from "../flight/discovery.ts";
+import type { SampleFetch } from "../flight/client.ts";
 import type { Verbosity } from "../log.ts";
 import { readLines } from "../lines.ts";
 
@@ -27,6 +28,23 @@ export const PROXY_CHILD_FLAG = "--internal-proxy-child";
  * parent names no grpc-js type, so that it never loads grpc-js.
  */
 export type ChannelOptions = Record<string, string | number>;
+
+/**
+ * What the parent asks the child to do over gRPC, by name: its arguments and
+ * what it answers. A run asks `discover`; doctor also asks `probe` (one
+ * ListActions round trip to a forward, in ms) and `fetch` (a small Stream
+ * through the child's own proxy).
+ */
+export interface ChildCalls {
+  discover: { args: { timeoutMs?: number }; result: Discovery };
+  probe: { args: { url: string; timeoutMs: number }; result: number };
+  fetch: { args: { channels: string[]; timeoutMs: number }; result: SampleFetch };
+}
+
+/** One request to the child: its name and arguments. */
+export type ChildCall = {
+  [K in keyof ChildCalls]: { method: K; args: ChildCalls[K]["args"] };
+}[keyof ChildCalls];
 
 /** Parent → child. */
 export type ToChild =
@@ -43,7 +61,7 @@ export type ToChild =
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }
   | { type: "set"; remote: string; local: string }
-  | { type: "discover"; id: number };
+  | { type: "call"; id: number; call: ChildCall };
 
 /** Child → parent. */
 export type FromChild =
@@ -51,7 +69,7 @@ export type FromChild =
   | { type: "failed"; message: string }
   | { type: "resolve"; id: number; host: string; port: number; netloc: string }
   | { type: "log"; level: "debug" | "info" | "warn"; message: string }
-  | { type: "discovered"; id: number; discovery?: Discovery; error?: string };
+  | { type: "answer"; id: number; value?: unknown; error?: string };
 
 /** The parsed messages of a JSON-lines stream; blank lines are skipped. */
 export async function* jsonLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
