@@ -107,6 +107,25 @@ export interface SshProxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/**
+ * The proxy's address (`listen`, default `localhost:31206`), parsed; one beyond
+ * loopback only with `allowRemoteClients`.
+ *
+ * @throws {UsageError} when it is invalid, or not loopback and not allowed.
+ */
+export function listenAddress(
+  options: Pick<SshProxyOptions, "listen" | "allowRemoteClients">,
+): HostPort {
+  const listen = parseListenAddress(options.listen ?? "localhost:31206");
+  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
+    throw new UsageError(
+      `refusing to listen on ${listen.host}: the proxy has no authentication, so anyone who ` +
+        `can reach it can read the cluster's data; pass --allow-remote-clients to do it anyway`,
+    );
+  }
+  return listen;
+}
+
 /** Checks that the listen address can be bound, before anyone types a password. */
 export function assertListenable({ host, port }: HostPort): void {
   if (port === 0) return;
@@ -265,13 +284,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const logger = options.logger ?? silentLogger;
   // Before anything else: a host starting with "-" must never get near ssh.
   assertSshDestination(sshHost);
-  const listen = parseListenAddress(options.listen ?? "localhost:31206");
-  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
-    throw new UsageError(
-      `refusing to listen on ${listen.host}: the proxy has no authentication, so anyone who ` +
-        `can reach it can read the cluster's data; pass --allow-remote-clients to do it anyway`,
-    );
-  }
+  const listen = listenAddress(options);
   if (!isLoopbackHost(listen.host)) {
     logger.warn(`listening on ${listen.host}: anyone who can reach it can read the cluster's data`);
   }

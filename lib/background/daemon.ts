@@ -25,10 +25,16 @@
  */
 import { SshConnection } from "../ssh/connection.ts";
 import { assertSshDestination } from "../ssh/validate.ts";
-import { formatNetloc, isLoopbackHost, parseListenAddress } from "../netloc.ts";
-import { assertListenable, connectOptions, sshProxy, type SshProxyOptions } from "../ssh_proxy.ts";
+import { formatNetloc } from "../netloc.ts";
+import {
+  assertListenable,
+  connectOptions,
+  listenAddress,
+  sshProxy,
+  type SshProxyOptions,
+} from "../ssh_proxy.ts";
 import { type Logger, silentLogger, type Verbosity } from "../log.ts";
-import { UsageError, UserError } from "../errors.ts";
+import { UserError } from "../errors.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import {
   isLive,
@@ -116,13 +122,7 @@ export async function startBackgroundProxy(
 ): Promise<BackgroundProxy> {
   const logger = options.logger ?? silentLogger;
   assertSshDestination(sshHost);
-  const listen = parseListenAddress(options.listen ?? "localhost:31206");
-  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
-    throw new UsageError(
-      `refusing to listen on ${listen.host}: the proxy has no authentication; ` +
-        `pass --allow-remote-clients to do it anyway`,
-    );
-  }
+  const listen = listenAddress(options);
   const dir = await openStateDir();
   const { records, problems } = await listRecords(dir);
   for (const problem of problems) logger.warn(problem);
@@ -362,7 +362,7 @@ export async function runDaemon(configText: string): Promise<number> {
     const startTime = await processStartTime(Deno.pid);
     if (startTime === undefined) throw new Error("cannot read this process's start time");
     const port = Number(proxy.url.slice(proxy.url.lastIndexOf(":") + 1));
-    const listen = parseListenAddress(config.listen ?? "localhost:31206");
+    const listen = listenAddress(config);
     const record: ProxyRecord = {
       format: RECORD_FORMAT,
       version: denoJson.version,
