@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type MovedForward, SshSupervisor } from "./ssh/supervisor.ts";
+import { SshSupervisor, type SupervisorOptions } from "./ssh/supervisor.ts";
 import type { ConnectOptions } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { type RemoteServer, resolveRemoteServer } from "./ssh/remote_server.ts";
@@ -140,14 +140,12 @@ export function assertListenable({ host, port }: HostPort): void {
   }
 }
 
-/** Options of the {@link connect} stage. */
+/** Options of the {@link connect} stage; `onDown`/`onUp` as {@link SshSupervisor} calls them. */
 export interface ConnectStageOptions
-  extends SshOptions, Pick<SshProxyOptions, "adoptMaster" | "reconnectBackoffMs"> {
-  /** Called when the connection is lost (see {@link SshSupervisor}). */
-  onDown?: (reason: string) => void;
-  /** Called when it is back, with the forwards that moved. */
-  onUp?: (moved: readonly MovedForward[]) => void;
-}
+  extends
+    SshOptions,
+    Pick<SshProxyOptions, "adoptMaster" | "reconnectBackoffMs">,
+    Pick<SupervisorOptions, "onDown" | "onUp"> {}
 
 /**
  * Stage 1, connect: the SSH master, kept up (reconnects with backoff). Without
