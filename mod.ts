@@ -94,11 +94,5 @@ export {
 } from "./lib/ssh_proxy.ts";
 export { doctor, type DoctorCheck, type DoctorOptions, type DoctorReport } from "./lib/doctor.ts";
 export type { ChannelSummary, DataSummary } from "./lib/flight/client.ts";
-export {
-  type Logger,
-  type StderrLogger,
-  stderrLogger,
-  type StderrLoggerOptions,
-  type Verbosity,
-} from "./lib/log.ts";
+export { type Logger, stderrLogger, type StderrLoggerOptions, type Verbosity } from "./lib/log.ts";
 export { UsageError, UserError } from "./lib/errors.ts";

@@ -171,14 +171,13 @@ async function doctorMain(args: string[]): Promise<number> {
   }
   const logger = stderrLogger(cli.verbose ? "verbose" : "normal");
   try {
-    // Loaded here: doctor still speaks gRPC in this process, a proxy run never does.
+    // Loaded here: only doctor needs its report code.
     const { doctor } = await import("./doctor.ts");
     const report = await doctor(cli.sshHost, {
       server: cli.server,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       channels: cli.channels,
-      verbose: cli.verbose,
       logger,
       version: VERSION,
     }, (line) => console.log(line));
@@ -336,7 +335,6 @@ export async function main(args: string[]): Promise<number> {
       reuseThroughProxy: cli.reuseThroughProxy,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
-      verbose: cli.verbosity === "verbose",
       logger,
       signal: signals.signal,
     });

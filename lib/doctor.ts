@@ -1,24 +1,32 @@
 /**
- * `arrakis-proxy doctor SSH_HOST`: the whole set-up of a proxy run, one step at a
- * time, each timed and reported on its own line, so that a user can paste the
- * report into a help request and whoever reads it sees where things stop.
+ * `arrakis-proxy doctor SSH_HOST`: a proxy run's own stages (`ssh_proxy.ts`), one
+ * at a time, each timed and reported on its own line, so that a user can paste
+ * the report into a help request and whoever reads it sees where things stop.
  *
- * Steps: ssh connect → remote server → a forward and a ListActions round trip
- * per server (the info server and every data server it lists) → a temporary
- * Flight proxy on a free loopback port → a small Find and Stream through it,
- * decoded with apache-arrow.
+ * Steps: ssh connect → remote server → its forward → the proxy process on a free
+ * loopback port → a ListActions round trip to the server → discovery → a forward
+ * and a round trip per data server → a small Find and Stream through the proxy,
+ * decoded with apache-arrow. As in a run, every gRPC call is made by the proxy
+ * child, never by this process.
  *
  * @module
  */
-import { SshConnection } from "./ssh/connection.ts";
-import { resolveRemoteServer } from "./ssh/remote_server.ts";
+import type { SshSupervisor } from "./ssh/supervisor.ts";
+import type { IsolatedProxy } from "./isolated_proxy.ts";
 import { LocationMap } from "./flight/locations.ts";
 import { formatNetloc } from "./netloc.ts";
-import { discoverEndpoints } from "./flight/discovery.ts";
-import { FlightProxy } from "./flight/proxy.ts";
-import { type DataSummary, fetchArrakis, pingFlight, summarizeTables } from "./flight/client.ts";
-import { silentLogger } from "./log.ts";
-import { connectOptions, type SshOptions } from "./ssh_proxy.ts";
+import type { DataSummary } from "./flight/client.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import {
+  connect,
+  discover,
+  findServer,
+  forwardAll,
+  type ForwardedEndpoint,
+  forwardServer,
+  type SshOptions,
+  startProxy,
+} from "./ssh_proxy.ts";
 import { userSshArgs } from "./ssh/args.ts";
 import { withTimeout } from "./async.ts";
 
@@ -76,14 +84,11 @@ async function timed<T>(step: () => Promise<T>): Promise<{ value: T; ms: number 
   return { value, ms: performance.now() - started };
 }
 
-/** The current GPS time in nanoseconds (GPS = Unix − 315964800 s + 18 leap seconds). */
-function gpsNowNs(): bigint {
-  return (BigInt(Date.now()) - 315_964_800_000n + 18_000n) * 1_000_000n;
-}
-
 /**
- * Runs every step against `sshHost`, calling `report` with each line as soon as
- * it is known (a hang shows where it hangs), and resolves to the full report.
+ * Runs a proxy run's stages against `sshHost` one at a time (see `ssh_proxy.ts`),
+ * calling `report` with each line as soon as it is known (a hang shows where it
+ * hangs), and resolves to the full report. Like a run, it speaks gRPC only in
+ * the proxy child: the round trips and the sample fetch are asked of it.
  *
  * @example
  * ```ts
@@ -98,7 +103,8 @@ export async function doctor(
   options: DoctorOptions = {},
   report: (line: string) => void = () => {},
 ): Promise<DoctorReport> {
-  const logger = options.logger ?? silentLogger;
+  // The report says what a run's info lines would; progress, warnings and debug stay.
+  const logger: Logger = { ...(options.logger ?? silentLogger), info() {} };
   const timeoutMs = options.timeoutMs ?? 20_000;
   const checks: DoctorCheck[] = [];
   const result: DoctorReport = { healthy: false, checks };
@@ -119,63 +125,94 @@ export async function doctor(
 
   await using stack = new AsyncDisposableStack();
   try {
-    logger.progress?.(`connecting to ${sshHost}…`);
-    let connection: SshConnection;
+    let ssh: SshSupervisor;
     try {
-      const connected = await timed(() => SshConnection.connect(connectOptions(sshHost, options)));
-      connection = stack.use(connected.value);
+      const connected = await timed(() => connect(sshHost, { ...options, logger }));
+      ssh = stack.use(connected.value);
       check({ name: "ssh connect", ok: true, detail: "master connection up", ms: connected.ms });
     } catch (error) {
       check({ name: "ssh connect", ok: false, detail: errorText(error) });
       return result;
     }
 
-    logger.progress?.("looking up the Arrakis server…");
     let server;
     try {
-      server = await resolveRemoteServer(connection, options.server);
+      const found = await timed(() => findServer(ssh, options.server, logger));
+      server = found.value;
       const source = options.server ? "--server" : "remote $ARRAKIS_SERVER";
-      check({ name: "arrakis server", ok: true, detail: `${server.url} (from ${source})` });
+      check({
+        name: "arrakis server",
+        ok: true,
+        detail: `${server.url} (from ${source})`,
+        ms: found.ms,
+      });
     } catch (error) {
       check({ name: "arrakis server", ok: false, detail: errorText(error) });
       return result;
     }
 
-    const forward = async (host: string, port: number) => {
-      const local = await connection.forward(host, port);
-      return formatNetloc(local.host, local.port);
-    };
     const infoRemote = formatNetloc(server.host, server.port);
+    const locations = new LocationMap();
+    logger.progress(`forwarding ${infoRemote}…`);
+    let infoLocal: string;
+    try {
+      infoLocal = await withTimeout(
+        forwardServer(ssh, server, locations, logger),
+        timeoutMs,
+        "forward",
+      );
+    } catch (error) {
+      check({
+        name: `endpoint ${infoRemote}`,
+        ok: false,
+        detail: `no forward: ${errorText(error)}`,
+      });
+      return result;
+    }
+
+    logger.progress("starting the proxy process…");
+    let proxy: IsolatedProxy;
+    try {
+      const started = await timed(() =>
+        startProxy({ backend: `grpc://${infoLocal}`, listen: "127.0.0.1:0", locations, logger })
+      );
+      proxy = stack.use(started.value);
+      check({
+        name: "proxy",
+        ok: true,
+        detail: `${proxy.url} (temporary, for the test fetch)`,
+        ms: started.ms,
+      });
+    } catch (error) {
+      check({ name: "proxy", ok: false, detail: errorText(error) });
+      return result;
+    }
+
     let healthy = true;
-    const probe = async (remote: string, host: string, port: number) => {
-      let local: string | undefined;
+    /** One endpoint's line: its forward and a ListActions round trip, asked of the child. */
+    const probe = async ({ endpoint, local, error }: ForwardedEndpoint) => {
       try {
-        local = await withTimeout(forward(host, port), timeoutMs, "forward");
-        const ms = await pingFlight(`grpc://${local}`, timeoutMs);
+        if (local === undefined) throw error;
+        const ms = await proxy.probe(`grpc://${local}`, timeoutMs);
         healthy = check({
-          name: `endpoint ${remote}`,
+          name: `endpoint ${endpoint.netloc}`,
           ok: true,
           detail: `→ ${local}, ListActions answered`,
           ms,
         }) && healthy;
       } catch (error) {
         healthy = check({
-          name: `endpoint ${remote}`,
+          name: `endpoint ${endpoint.netloc}`,
           ok: false,
           detail: `${local ? `→ ${local}, ` : "no forward: "}${errorText(error)}`,
         }) && healthy;
       }
-      return local;
     };
+    await probe({ endpoint: { ...server, netloc: infoRemote }, local: infoLocal });
 
-    logger.progress?.(`forwarding ${infoRemote}…`);
-    const infoLocal = await probe(infoRemote, server.host, server.port);
-    if (infoLocal === undefined) return result;
-
-    logger.progress?.("listing endpoints…");
     let endpoints;
     try {
-      const listed = await timed(() => discoverEndpoints(`grpc://${infoLocal}`, timeoutMs));
+      const listed = await timed(() => discover(proxy, logger, timeoutMs));
       endpoints = listed.value.endpoints;
       check({
         name: "endpoints",
@@ -186,38 +223,26 @@ export async function doctor(
         ms: listed.ms,
       });
     } catch (error) {
-      check({
-        name: "endpoints",
-        ok: false,
-        detail: errorText(error),
-      });
+      check({ name: "endpoints", ok: false, detail: errorText(error) });
       return result;
     }
-    const locations = new LocationMap([[infoRemote, infoLocal]]);
-    let done = 0;
-    for (const endpoint of endpoints) {
-      logger.progress?.(`checking endpoints ${++done}/${endpoints.length}`);
-      const local = await probe(endpoint.netloc, endpoint.host, endpoint.port);
-      if (local) locations.set(endpoint.netloc, local);
-    }
-    locations.setResolver((remote) => forward(remote.host, remote.port));
 
-    logger.progress?.("fetching test data through a temporary proxy…");
-    const proxy = stack.use(
-      await FlightProxy.start({ backend: `grpc://${infoLocal}`, listen: "127.0.0.1:0", locations }),
-    );
-    report(`${"proxy".padEnd(28)} ${proxy.url} (temporary, for the test fetch)`);
+    let forwarded: ForwardedEndpoint[];
     try {
-      const channels = options.channels?.length
-        ? options.channels
-        : await withTimeout(findChannels(proxy.url, timeoutMs), timeoutMs, "Find");
-      const end = gpsNowNs() - 60_000_000_000n;
-      const request = {
-        request: "Stream",
-        args: { channels, start: (end - 1_000_000_000n).toString(), end: end.toString() },
-      };
-      const fetched = await timed(() => fetchArrakis(proxy.url, request, { timeoutMs }));
-      const data = summarizeTables(fetched.value.map((endpoint) => endpoint.table));
+      forwarded = await withTimeout(forwardAll(locations, endpoints, logger), timeoutMs, "forward");
+    } catch (error) {
+      forwarded = endpoints.map((endpoint) => ({ endpoint, error: error as Error }));
+    }
+    let done = 0;
+    for (const endpoint of forwarded) {
+      logger.progress(`checking endpoints ${++done}/${forwarded.length}`);
+      await probe(endpoint);
+    }
+
+    logger.progress("fetching test data through the proxy…");
+    try {
+      const fetched = await proxy.sampleFetch(options.channels ?? [], timeoutMs);
+      const { data, channels, endpoints } = fetched;
       result.data = data;
       const span = data.span
         ? `, GPS ${data.span.start.toFixed(3)}–${data.span.end.toFixed(3)}`
@@ -225,7 +250,7 @@ export async function doctor(
       healthy = check({
         name: "data fetch",
         ok: data.rows > 0,
-        detail: `Stream of ${channels.length} channel(s) from ${fetched.value.length} ` +
+        detail: `Stream of ${channels.length} channel(s) from ${endpoints} ` +
           `endpoint(s): ${data.rows} rows, ${data.channels.length} channel column(s)` +
           `${span}${data.rows > 0 ? "" : " (no data came back)"}`,
         ms: fetched.ms,
@@ -236,33 +261,9 @@ export async function doctor(
     result.healthy = healthy;
     return result;
   } finally {
-    logger.progress?.("");
+    logger.progress("");
     report(`${"result".padEnd(28)} ${result.healthy ? "healthy" : "NOT healthy"}`);
   }
-}
-
-/**
- * A couple of channel names for the test fetch: from a Find's `channel` column,
- * else (servers that answer Find with stream-shaped data) its non-`time` columns.
- */
-async function findChannels(url: string, timeoutMs: number): Promise<string[]> {
-  const found = await fetchArrakis(url, {
-    request: "Find",
-    args: { pattern: ".*", data_type: [], min_rate: 0, max_rate: 4294967295, publisher: [] },
-  }, { timeoutMs });
-  const names = new Set<string>();
-  for (const { table } of found) {
-    const column = table.getChild("channel");
-    if (column) {
-      for (let i = 0; i < column.length && names.size < 2; i++) names.add(String(column.get(i)));
-    } else {
-      for (const field of table.schema.fields) {
-        if (field.name !== "time" && names.size < 2) names.add(field.name);
-      }
-    }
-  }
-  if (names.size === 0) throw new Error("Find listed no channels; pass --channel NAME");
-  return [...names];
 }
 
 async function sshVersion(ssh: string): Promise<string> {

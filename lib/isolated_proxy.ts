@@ -16,11 +16,14 @@
  */
 import type { LocationMap } from "./flight/locations.ts";
 import type { Discovery } from "./flight/discovery.ts";
+import type { SampleFetch } from "./flight/client.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UserError } from "./errors.ts";
 import { readLines } from "./lines.ts";
 import {
   type ChannelOptions,
+  type ChildCall,
+  type ChildCalls,
   encodeMessage,
   type FromChild,
   jsonLines,
@@ -43,12 +46,10 @@ export interface IsolatedProxyOptions {
   listen: string;
   /** Remote → local endpoint map; its resolver opens forwards for the child. */
   locations: LocationMap;
-  /** Progress and warnings, the child's included. */
+  /** Progress and warnings, the child's included (its per-call detail only at `verbose`). */
   logger?: Logger;
   /** grpc-js options for the backend channel. */
   channelOptions?: ChannelOptions;
-  /** Pass the child's per-call detail to `logger.debug` (otherwise the child drops it). */
-  verbose?: boolean;
   /** Name forwards by the host each client dialled (clients on other machines). */
   remoteClients?: boolean;
   /**
@@ -162,8 +163,21 @@ export class IsolatedProxy implements AsyncDisposable {
    * `discoverEndpoints`), asked by the child: all gRPC stays in the process that
    * may crash, so a GOAWAY during discovery cannot take the SSH side down.
    */
-  discover(): Promise<Discovery> {
-    return this.#child.discover();
+  discover(timeoutMs?: number): Promise<Discovery> {
+    return this.#child.call({ method: "discover", args: { timeoutMs } });
+  }
+
+  /** One ListActions round trip to the Flight server at `url`, in ms, made by the child. */
+  probe(url: string, timeoutMs: number): Promise<number> {
+    return this.#child.call({ method: "probe", args: { url, timeoutMs } });
+  }
+
+  /**
+   * A second of `channels` (default: the first ones a Find lists), fetched by the
+   * child through this proxy, summed up (see `sampleFetch`).
+   */
+  sampleFetch(channels: string[], timeoutMs: number): Promise<SampleFetch> {
+    return this.#child.call({ method: "fetch", args: { channels, timeoutMs } });
   }
 
   /** While set, every call is answered UNAVAILABLE with this reason. */
@@ -228,7 +242,7 @@ class Child {
   #messages: AsyncGenerator<unknown>;
   #logger: Logger;
   #locations: LocationMap;
-  #discoveries = new Pending<Discovery>();
+  #calls = new Pending<unknown>();
 
   private constructor(process: Deno.ChildProcess, options: IsolatedProxyOptions, logger: Logger) {
     this.process = process;
@@ -238,7 +252,7 @@ class Child {
     this.#locations = options.locations;
     this.#readErrors(process.stderr);
     // A child that dies never answers what it was asked.
-    process.status.then(() => this.#discoveries.failAll(new Error("the proxy process died")));
+    process.status.then(() => this.#calls.failAll(new Error("the proxy process died")));
   }
 
   static spawn(options: IsolatedProxyOptions, logger: Logger): Child {
@@ -255,10 +269,11 @@ class Child {
     return new Child(process, options, logger);
   }
 
-  discover(): Promise<Discovery> {
-    const { id, promise } = this.#discoveries.open();
-    this.send({ type: "discover", id });
-    return promise;
+  /** Asks the child to make `call` and resolves to its answer. */
+  call<C extends ChildCall>(call: C): Promise<ChildCalls[C["method"]]["result"]> {
+    const { id, promise } = this.#calls.open();
+    this.send({ type: "call", id, call });
+    return promise as Promise<ChildCalls[C["method"]]["result"]>;
   }
 
   send(message: ToChild): void {
@@ -280,7 +295,7 @@ class Child {
       locations: this.#locations.entries(),
       channelOptions: options.channelOptions,
       unavailable,
-      verbose: options.verbose,
+      level: this.#logger.level,
       remoteClients: options.remoteClients,
     });
     while (true) {
@@ -326,14 +341,12 @@ class Child {
         break;
       }
       case "log":
-        this.#logger[message.level]?.(message.message);
+        this.#logger[message.level](message.message);
         break;
-      case "discovered": {
-        this.#discoveries.settle(
+      case "answer": {
+        this.#calls.settle(
           message.id,
-          message.discovery
-            ? { value: message.discovery }
-            : { error: message.error ?? "discovery failed" },
+          message.error === undefined ? { value: message.value } : { error: message.error },
         );
         break;
       }

@@ -19,8 +19,16 @@
  * @module
  */
 
-/** Where the library reports what it does. */
+/** Verbosity of a {@link Logger}: `verbose` shows `debug`, `quiet` shows nothing. */
+export type Verbosity = "quiet" | "normal" | "verbose";
+
+/** Where the library reports what it does: the one channel, passed once. */
 export interface Logger {
+  /**
+   * What this logger shows; producers elsewhere (the proxy child) skip sending
+   * `debug` lines unless it is `verbose`.
+   */
+  readonly level: Verbosity;
   /** Detail for `--verbose`: ssh command lines, each RPC. */
   debug(message: string): void;
   /** Normal progress: host, server, each forward. */
@@ -31,14 +39,17 @@ export interface Logger {
    * A transient status ("forwarding 3/12 endpoints"), replaced by the next one;
    * `""` clears it. Shown in place on a terminal only.
    */
-  progress?(status: string): void;
+  progress(status: string): void;
 }
 
 /** A logger that says nothing (library default). */
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, progress() {} };
-
-/** Verbosity of {@link stderrLogger}. */
-export type Verbosity = "quiet" | "normal" | "verbose";
+export const silentLogger: Logger = {
+  level: "quiet",
+  debug() {},
+  info() {},
+  warn() {},
+  progress() {},
+};
 
 /** Options of {@link stderrLogger}. */
 export interface StderrLoggerOptions {
@@ -50,9 +61,6 @@ export interface StderrLoggerOptions {
   write?: (text: string) => void;
 }
 
-/** A {@link Logger} whose status line can always be cleared. */
-export type StderrLogger = Logger & { progress(status: string): void };
-
 // Carriage return, then erase to the end of the line.
 const CLEAR_LINE = "\r\x1b[K";
 
@@ -60,7 +68,7 @@ const CLEAR_LINE = "\r\x1b[K";
 export function stderrLogger(
   verbosity: Verbosity = "normal",
   options: StderrLoggerOptions | string = {},
-): StderrLogger {
+): Logger {
   const { prefix = "arrakis-proxy", terminal = Deno.stderr.isTerminal(), write = writeStderr } =
     typeof options === "string" ? { prefix: options } : options;
   let status = "";
@@ -75,6 +83,7 @@ export function stderrLogger(
     status = next;
   };
   return {
+    level: verbosity,
     debug: verbosity === "verbose" ? line : () => {},
     info: verbosity === "quiet" ? () => {} : line,
     warn: verbosity === "quiet" ? () => {} : (message) => line(`warning: ${message}`),

@@ -1,17 +1,21 @@
 /**
- * One proxy run: SSH master connection → remote server → forwards for the info
- * server and every data server it knows → the rewriting Flight proxy. Data flows
+ * One proxy run, in named stages that doctor runs one at a time too: connect →
+ * find the server → forward it → serve (the rewriting Flight proxy, in its child
+ * process) → discover every data server → forward them all. Data flows
  * one way: the SSH layer fills the location map, the proxy reads it and asks for
- * new forwards only through the resolver it was given.
+ * new forwards only through the resolver it was given. Clients redeem
+ * reuse-connection endpoints at a second forward to the server, so bulk data
+ * does not pass through the proxy.
  *
  * @module
  */
-import { SshSupervisor } from "./ssh/supervisor.ts";
+import { SshSupervisor, type SupervisorOptions } from "./ssh/supervisor.ts";
 import type { ConnectOptions } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
-import { resolveRemoteServer } from "./ssh/remote_server.ts";
-import { IsolatedProxy } from "./isolated_proxy.ts";
-import { LocationMap, type LocationResolver, REUSE_CONNECTION } from "./flight/locations.ts";
+import { type RemoteServer, resolveRemoteServer } from "./ssh/remote_server.ts";
+import { IsolatedProxy, type IsolatedProxyOptions } from "./isolated_proxy.ts";
+import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
+import type { Discovery } from "./flight/discovery.ts";
 import {
   formatNetloc,
   type HostPort,
@@ -34,23 +38,19 @@ export interface SshOptions {
   sshBinary?: string;
   /** Let ssh prompt on the terminal. @default {true} */
   interactive?: boolean;
-  /** Progress and warnings. */
+  /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
   logger?: Logger;
-  /** Log ssh command lines (and, in a run, each RPC). */
-  verbose?: boolean;
 }
 
 /** The connection options of a run (and of doctor, which makes the same connection). */
 export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
-  const logger = options.logger ?? silentLogger;
   return {
     host: sshHost,
     sshConfig: options.sshConfig,
     sshOptions: options.sshOptions,
     sshBinary: options.sshBinary,
     interactive: options.interactive ?? true,
-    verbose: options.verbose,
-    log: (line) => logger.debug(line),
+    logger: options.logger ?? silentLogger,
   };
 }
 
@@ -81,7 +81,7 @@ export interface SshProxyOptions extends SshOptions {
   reuseThroughProxy?: boolean;
 }
 
-/** The supervisor's key of the second forward to the info server (reuse-connection endpoints). */
+/** The supervisor's key of the second forward to the server (reuse-connection endpoints). */
 const REUSE_FORWARD = "reuse-connection";
 
 /**
@@ -110,12 +110,34 @@ export interface SshProxy extends AsyncDisposable {
    * the proxy.
    */
   readonly state: SshProxyState;
-  /** The forwards in use, remote `host:port` → local `host:port`; grows on demand. */
-  readonly forwards: readonly { remote: string; local: string }[];
+  /**
+   * The forwards in use, remote `host:port` → local `host:port`; grows on demand.
+   * The second one to the server, for reuse-connection endpoints, says so in `purpose`.
+   */
+  readonly forwards: readonly { remote: string; local: string; purpose?: "reuse-connection" }[];
   /** How often the SSH connection was lost and made again. */
   readonly reconnects: number;
   /** Stops the proxy, the forwards and the SSH connection. */
   close(): Promise<void>;
+}
+
+/**
+ * The proxy's address (`listen`, default `localhost:31206`), parsed; one beyond
+ * loopback only with `allowRemoteClients`.
+ *
+ * @throws {UsageError} when it is invalid, or not loopback and not allowed.
+ */
+export function listenAddress(
+  options: Pick<SshProxyOptions, "listen" | "allowRemoteClients">,
+): HostPort {
+  const listen = parseListenAddress(options.listen ?? "localhost:31206");
+  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
+    throw new UsageError(
+      `refusing to listen on ${listen.host}: the proxy has no authentication, so anyone who ` +
+        `can reach it can read the cluster's data; pass --allow-remote-clients to do it anyway`,
+    );
+  }
+  return listen;
 }
 
 /** Checks that the listen address can be bound, before anyone types a password. */
@@ -132,10 +154,161 @@ export function assertListenable({ host, port }: HostPort): void {
   }
 }
 
+/** Options of the {@link connect} stage; `onDown`/`onUp` as {@link SshSupervisor} calls them. */
+export interface ConnectStageOptions
+  extends
+    SshOptions,
+    Pick<SshProxyOptions, "adoptMaster" | "reconnectBackoffMs">,
+    Pick<SupervisorOptions, "onDown" | "onUp" | "bindAddress"> {}
+
+/**
+ * Stage 1, connect: the SSH master, kept up (reconnects with backoff). Without
+ * `server` its keepalive session also reads the remote `$ARRAKIS_SERVER`.
+ */
+export async function connect(
+  sshHost: string,
+  options: ConnectStageOptions,
+): Promise<SshSupervisor> {
+  const logger = options.logger ?? silentLogger;
+  logger.info(`connecting to ${sshHost}`);
+  logger.progress(`connecting to ${sshHost}…`);
+  return await SshSupervisor.start({
+    ...connectOptions(sshHost, options),
+    adopt: options.adoptMaster,
+    bindAddress: options.bindAddress,
+    sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
+    initialBackoffMs: options.reconnectBackoffMs,
+    onDown: options.onDown,
+    onUp: options.onUp,
+  });
+}
+
+/** Stage 2, find the server: `server` (`--server`), or the remote `$ARRAKIS_SERVER`. */
+export async function findServer(
+  ssh: SshSupervisor,
+  server: string | undefined,
+  logger: Logger = silentLogger,
+): Promise<RemoteServer> {
+  if (!server) logger.progress(`reading ARRAKIS_SERVER on ${ssh.host}…`);
+  const found = await resolveRemoteServer(ssh, server);
+  logger.info(`remote server ${found.url}`);
+  return found;
+}
+
+/**
+ * Stage 3, forward the server: from now on `locations` opens a forward over `ssh`
+ * for each remote it has not seen (one line each); the first is the server's.
+ * Resolves to its local `host:port`.
+ */
+export async function forwardServer(
+  ssh: SshSupervisor,
+  server: RemoteServer,
+  locations: LocationMap,
+  logger: Logger = silentLogger,
+): Promise<string> {
+  locations.setResolver(async (remote) => {
+    const local = await ssh.forward(remote.host, remote.port);
+    const netloc = formatNetloc(local.host, local.port);
+    logger.info(`forwarding ${netloc} → ${remote.netloc}`);
+    return netloc;
+  });
+  const netloc = formatNetloc(server.host, server.port);
+  return await locations.resolve({ host: server.host, port: server.port, netloc });
+}
+
+/**
+ * Stage 3b, a second forward to the server for reuse-connection endpoints
+ * ("redeem where you asked"): clients fetch that data there, not through the
+ * proxy. Sets {@link REUSE_CONNECTION} in `locations`.
+ */
+export async function forwardReuse(
+  ssh: SshSupervisor,
+  server: RemoteServer,
+  locations: LocationMap,
+  logger: Logger = silentLogger,
+): Promise<string> {
+  const local = await ssh.forward(server.host, server.port, { key: REUSE_FORWARD });
+  const netloc = formatNetloc(local.host, local.port);
+  logger.info(
+    `forwarding ${netloc} → ${formatNetloc(server.host, server.port)} (reuse-connection endpoints)`,
+  );
+  locations.set(REUSE_CONNECTION, netloc);
+  return netloc;
+}
+
+/**
+ * Stage 4, serve: the Flight proxy in its child process. `backend` may be a
+ * promise, so that the child loads while ssh connects.
+ */
+export function startProxy(
+  options: Pick<
+    IsolatedProxyOptions,
+    "backend" | "listen" | "locations" | "logger" | "remoteClients"
+  >,
+): Promise<IsolatedProxy> {
+  return IsolatedProxy.start({ ...options, channelOptions: BACKEND_CHANNEL_OPTIONS });
+}
+
+/**
+ * Stage 5, discover: every data server the server lists, asked by the proxy
+ * child (this process speaks no HTTP/2, see isolated_proxy.ts).
+ */
+export async function discover(
+  proxy: IsolatedProxy,
+  logger: Logger = silentLogger,
+  timeoutMs?: number,
+): Promise<Discovery> {
+  logger.progress("listing endpoints…");
+  const discovery = await proxy.discover(timeoutMs);
+  const { endpoints, method, ignored } = discovery;
+  logger.debug(
+    `${endpoints.length} data server(s) listed by the ${
+      method === "scope-map" ? "server's scope-map action" : "Count over every channel"
+    }${ignored.length ? `; not forwarded: ${ignored.join(", ")}` : ""}`,
+  );
+  return discovery;
+}
+
+/** A server to forward to: what {@link LocationMap.resolve} needs of a location. */
+export type Endpoint = Pick<ParsedLocation, "host" | "port" | "netloc">;
+
+/** One endpoint after {@link forwardAll}: its local `host:port`, or why it has none. */
+export type ForwardedEndpoint =
+  & { endpoint: Endpoint }
+  & ({ local: string; error?: undefined } | { local?: undefined; error: Error });
+
+/**
+ * Stage 6, forward every data server (through `locations`, see
+ * {@link forwardServer}), counting them on the status line.
+ */
+export async function forwardAll(
+  locations: LocationMap,
+  endpoints: readonly Endpoint[],
+  logger: Logger = silentLogger,
+): Promise<ForwardedEndpoint[]> {
+  let forwarded = 0;
+  const total = endpoints.length + 1; // the server counts as one
+  logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
+  const results = await Promise.all(endpoints.map(async (endpoint) => {
+    try {
+      const local = await locations.resolve(endpoint);
+      logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
+      return { endpoint, local };
+    } catch (error) {
+      return { endpoint, error: error as Error };
+    }
+  }));
+  if (results.every((result) => result.error === undefined)) {
+    logger.info(`${endpoints.length} data endpoint(s) forwarded`);
+  }
+  return results;
+}
+
 /**
  * Connects to `sshHost`, forwards the remote Arrakis server and every data server
  * it knows, and serves a local Flight proxy that points clients at those forwards.
- * The TypeScript counterpart of the Python `arrakis.proxy.ssh_proxy`.
+ * The TypeScript counterpart of the Python `arrakis.proxy.ssh_proxy`; its stages
+ * are the functions above, which doctor runs one at a time.
  *
  * @example
  * ```ts
@@ -147,13 +320,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const logger = options.logger ?? silentLogger;
   // Before anything else: a host starting with "-" must never get near ssh.
   assertSshDestination(sshHost);
-  const listen = parseListenAddress(options.listen ?? "localhost:31206");
-  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
-    throw new UsageError(
-      `refusing to listen on ${listen.host}: the proxy has no authentication, so anyone who ` +
-        `can reach it can read the cluster's data; pass --allow-remote-clients to do it anyway`,
-    );
-  }
+  const listen = listenAddress(options);
   if (!isLoopbackHost(listen.host)) {
     logger.warn(`listening on ${listen.host}: anyone who can reach it can read the cluster's data`);
   }
@@ -161,19 +328,16 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
   // Clients on other machines must reach the forwards too: they listen where the proxy does.
   const remoteClients = !isLoopbackHost(listen.host);
-  const bindAddress = remoteClients ? listen.host : "127.0.0.1";
 
   const locations = new LocationMap();
   await using stack = new AsyncDisposableStack();
   // The proxy process loads while ssh connects; it learns its backend at the end.
   const backend = Promise.withResolvers<string>();
-  const proxyStarting = IsolatedProxy.start({
+  const proxyStarting = startProxy({
     backend: backend.promise,
     listen: formatNetloc(listen.host, listen.port),
     locations,
     logger,
-    channelOptions: BACKEND_CHANNEL_OPTIONS,
-    verbose: options.verbose,
     remoteClients,
   });
   proxyStarting.catch(() => {/* awaited below, or at clean-up */});
@@ -181,19 +345,13 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     backend.reject(new Error("set-up stopped"));
     await proxyStarting.then((proxy) => proxy.close(), () => undefined);
   });
-  logger.info(`connecting to ${sshHost}`);
-  logger.progress?.(`connecting to ${sshHost}…`);
   // Set once the Flight proxy exists; SSH drops before that fail the set-up.
   const started: { proxy?: IsolatedProxy } = {};
   let reconnects = 0;
   const ssh = stack.use(
-    await SshSupervisor.start({
-      ...connectOptions(sshHost, options),
-      adopt: options.adoptMaster,
-      bindAddress,
-      logger,
-      sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
-      initialBackoffMs: options.reconnectBackoffMs,
+    await connect(sshHost, {
+      ...options,
+      bindAddress: remoteClients ? listen.host : "127.0.0.1",
       onDown: (reason) => started.proxy?.setUnavailable(reason),
       onUp: (moved) => {
         reconnects++;
@@ -214,28 +372,14 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   );
   options.signal?.throwIfAborted();
 
-  if (!options.server) logger.progress?.(`reading ARRAKIS_SERVER on ${sshHost}…`);
-  const server = await resolveRemoteServer(ssh, options.server);
-  logger.info(`remote server ${server.url}`);
+  const server = await findServer(ssh, options.server, logger);
+  const infoNetloc = formatNetloc(server.host, server.port);
   options.signal?.throwIfAborted();
 
-  const open: LocationResolver = async (remote) => {
-    const local = await ssh.forward(remote.host, remote.port);
-    const netloc = formatNetloc(local.host, local.port);
-    logger.info(`forwarding ${netloc} → ${remote.netloc}`);
-    return netloc;
-  };
-  locations.setResolver(open);
-  const infoNetloc = formatNetloc(server.host, server.port);
-  const infoLocal = await locations.resolve({ ...server, netloc: infoNetloc });
+  const infoLocal = await forwardServer(ssh, server, locations, logger);
   options.signal?.throwIfAborted();
   if (!options.reuseThroughProxy) {
-    // A second forward to the info server: clients redeem reuse-connection
-    // endpoints there, so their data does not pass through the proxy.
-    const reuse = await ssh.forward(server.host, server.port, { key: REUSE_FORWARD });
-    const netloc = formatNetloc(reuse.host, reuse.port);
-    logger.info(`forwarding ${netloc} → ${infoNetloc} (reuse-connection endpoints)`);
-    locations.set(REUSE_CONNECTION, netloc);
+    await forwardReuse(ssh, server, locations, logger);
     options.signal?.throwIfAborted();
   }
 
@@ -245,22 +389,9 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   try {
-    logger.progress?.("listing endpoints…");
-    // Asked through the proxy process: this one speaks no HTTP/2 (see isolated_proxy.ts).
-    const { endpoints, method, ignored } = await proxy.discover();
-    logger.debug(
-      `${endpoints.length} data server(s) listed by the ${
-        method === "scope-map" ? "server's scope-map action" : "Count over every channel"
-      }${ignored.length ? `; not forwarded: ${ignored.join(", ")}` : ""}`,
-    );
-    let forwarded = 0;
-    const total = endpoints.length + 1; // the info server counts as one
-    logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
-    await Promise.all(endpoints.map(async (endpoint) => {
-      await locations.resolve(endpoint);
-      logger.progress?.(`forwarding ${++forwarded}/${total} endpoints`);
-    }));
-    logger.info(`${endpoints.length} data endpoint(s) forwarded`);
+    const { endpoints } = await discover(proxy, logger);
+    const failed = (await forwardAll(locations, endpoints, logger)).find((result) => result.error);
+    if (failed) throw failed.error;
   } catch (error) {
     // The resolver opens forwards on demand, so the proxy is still useful.
     logger.warn(
@@ -270,7 +401,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   }
   options.signal?.throwIfAborted();
 
-  logger.progress?.("");
+  logger.progress("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   // The host as the user wrote it (localhost stays localhost), the port as bound.
   const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;
@@ -285,7 +416,11 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       return ssh.state;
     },
     get forwards() {
-      return locations.entries().map(([remote, local]) => ({ remote, local }));
+      return locations.entries().map(([remote, local]) =>
+        remote === REUSE_CONNECTION
+          ? { remote: infoNetloc, local, purpose: "reuse-connection" as const }
+          : { remote, local }
+      );
     },
     get reconnects() {
       return reconnects;

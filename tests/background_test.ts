@@ -165,7 +165,7 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
     );
     assertEquals(
       record.forwards.map((f: { remote: string }) => f.remote).sort(),
-      ["data-a:40001", "data-b:40001", "info:31206"],
+      ["data-a:40001", "data-b:40001", "info:31206", "info:31206"],
     );
     assertEquals((await Deno.stat(state.dir)).mode! & 0o777, 0o700);
     assertEquals((await Deno.stat(`${state.dir}/${first.pid}.json`)).mode! & 0o777, 0o600);

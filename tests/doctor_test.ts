@@ -14,19 +14,22 @@ Deno.test("doctor: a healthy cluster, every step reported with its time", async 
   const out = result.stdout;
   assertMatch(out, /^ssh client\s+OpenSSH/m);
   assertMatch(out, /^ssh connect\s+ok, [\d.]+ ms/m);
-  assertMatch(out, /^arrakis server\s+ok: grpc:\/\/info:31206 \(from remote \$ARRAKIS_SERVER\)/m);
   assertMatch(
     out,
-    // The mock has no scope-map action: the Count answers.
+    /^arrakis server\s+ok, [\d.]+ ms: grpc:\/\/info:31206 \(from remote \$ARRAKIS_SERVER\)/m,
+  );
+  assertMatch(
+    out,
     /^endpoints\s+ok, [\d.]+ ms: 2 data server\(s\) from the Count over all channels: data-a:40001, data-b:40001/m,
   );
+  assertMatch(out, /^proxy\s+ok, [\d.]+ ms: grpc:\/\/127\.0\.0\.1:\d+ \(temporary/m);
   for (const server of ["info:31206", "data-a:40001", "data-b:40001"]) {
     assertMatch(
       out,
       new RegExp(`^endpoint ${server}\\s+ok, [\\d.]+ ms: → 127\\.0\\.0\\.1:\\d+, ListActions`, "m"),
     );
   }
-  // Two channels from a Find, streamed through the temporary proxy from three endpoints.
+  // Two channels from a Find, streamed through the proxy (its child) from three endpoints.
   assertMatch(
     out,
     /^data fetch\s+ok, [\d.]+ ms: Stream of 2 channel\(s\) from 3 endpoint\(s\): 96 rows, 2 channel column\(s\), GPS \d+\.\d{3}–\d+\.\d{3}/m,

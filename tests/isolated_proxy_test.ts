@@ -50,9 +50,11 @@ async function startBackend(infoPort: number) {
 
 function recordingLogger(lines: string[]): Logger {
   return {
+    level: "normal",
     debug: () => {},
     info: (m) => lines.push(m),
     warn: (m) => lines.push(`warning: ${m}`),
+    progress: () => {},
   };
 }
 

@@ -110,7 +110,13 @@ Deno.test("the real server through the proxy: every location, descriptor, action
     backend: info.url,
     listen: "127.0.0.1:0",
     locations,
-    logger: { debug: (m) => notes.push(m), info() {}, warn: (m) => notes.push(`warn ${m}`) },
+    logger: {
+      level: "verbose",
+      debug: (m) => notes.push(m),
+      info() {},
+      warn: (m) => notes.push(`warn ${m}`),
+      progress() {},
+    },
   });
   let direct, proxied;
   try {

@@ -47,7 +47,7 @@ export async function backgroundMain(
   } else {
     options.logger.info(`running in the background; log: ${proxy.log}`);
   }
-  await writeStdout(proxyEvalLines(proxy, options.shell, options.verbosity === "quiet"));
+  await writeStdout(proxyEvalLines(proxy, options.shell, options.logger.level === "quiet"));
   return 0;
 }
 

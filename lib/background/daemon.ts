@@ -25,10 +25,16 @@
  */
 import { SshConnection } from "../ssh/connection.ts";
 import { assertSshDestination } from "../ssh/validate.ts";
-import { formatNetloc, isLoopbackHost, parseListenAddress } from "../netloc.ts";
-import { assertListenable, sshProxy, type SshProxyOptions } from "../ssh_proxy.ts";
+import { formatNetloc } from "../netloc.ts";
+import {
+  assertListenable,
+  connectOptions,
+  listenAddress,
+  sshProxy,
+  type SshProxyOptions,
+} from "../ssh_proxy.ts";
 import { type Logger, silentLogger, type Verbosity } from "../log.ts";
-import { UsageError, UserError } from "../errors.ts";
+import { UserError } from "../errors.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import {
   isLive,
@@ -65,10 +71,12 @@ export interface BackgroundOptions extends
     | "sshOptions"
     | "signal"
   > {
-  /** Progress while starting (the background process's log lines are relayed here). */
+  /**
+   * Progress while starting (the background process's log lines are relayed
+   * here); its level is also the log file's (`verbose` adds ssh command lines and
+   * each call; below `normal`, `normal`).
+   */
   logger?: Logger;
-  /** What the log file gets: `verbose` adds ssh command lines and each call. */
-  verbosity?: "quiet" | "normal" | "verbose";
   /** Exit when the SSH connection stays down this long. @default {300} */
   giveUpAfterSeconds?: number;
   /**
@@ -121,13 +129,7 @@ export async function startBackgroundProxy(
 ): Promise<BackgroundProxy> {
   const logger = options.logger ?? silentLogger;
   assertSshDestination(sshHost);
-  const listen = parseListenAddress(options.listen ?? "localhost:31206");
-  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
-    throw new UsageError(
-      `refusing to listen on ${listen.host}: the proxy has no authentication; ` +
-        `pass --allow-remote-clients to do it anyway`,
-    );
-  }
+  const listen = listenAddress(options);
   const dir = await openStateDir();
   const { records, problems } = await listRecords(dir);
   for (const problem of problems) logger.warn(problem);
@@ -143,14 +145,9 @@ export async function startBackgroundProxy(
   options.signal?.throwIfAborted();
 
   // The background process logs "connecting to" itself (relayed below).
-  logger.progress?.(`connecting to ${sshHost}…`);
+  logger.progress(`connecting to ${sshHost}…`);
   const master = await SshConnection.connect({
-    host: sshHost,
-    sshConfig: options.sshConfig,
-    sshOptions: options.sshOptions,
-    interactive: true,
-    verbose: options.verbosity === "verbose",
-    log: (line) => logger.debug(line),
+    ...connectOptions(sshHost, { ...options, interactive: true }),
     signal: options.signal,
   });
   let record: ProxyRecord;
@@ -163,7 +160,7 @@ export async function startBackgroundProxy(
       reuseThroughProxy: options.reuseThroughProxy,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
-      verbosity: options.verbosity ?? "normal",
+      verbosity: logger.level,
       giveUpAfterSeconds: options.giveUpAfterSeconds ?? GIVE_UP_AFTER_SECONDS,
       master: master.controlPath,
     };
@@ -182,7 +179,7 @@ export async function startBackgroundProxy(
     await master.close();
     throw error;
   }
-  logger.progress?.("");
+  logger.progress("");
   // The background process holds its own session on the master now.
   await master.release();
   return { ...record, alreadyRunning: false };
@@ -369,13 +366,12 @@ export async function runDaemon(configText: string): Promise<number> {
       // Nobody is there to answer a prompt: reconnects run with BatchMode.
       interactive: false,
       logger: tracked,
-      verbose: config.verbosity === "verbose",
       signal: stopping.signal,
     });
     const startTime = await processStartTime(Deno.pid);
     if (startTime === undefined) throw new Error("cannot read this process's start time");
     const port = Number(proxy.url.slice(proxy.url.lastIndexOf(":") + 1));
-    const listen = parseListenAddress(config.listen ?? "localhost:31206");
+    const listen = listenAddress(config);
     const record: ProxyRecord = {
       format: RECORD_FORMAT,
       version: denoJson.version,

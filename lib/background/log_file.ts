@@ -14,14 +14,14 @@
  *
  * @module
  */
-import { type StderrLogger, stderrLogger, type Verbosity } from "../log.ts";
+import { type Logger, stderrLogger, type Verbosity } from "../log.ts";
 
 /** Default cap of one log file. */
 export const LOG_CAP_BYTES = 1024 * 1024;
 
 /** A logger writing to a capped file; dispose of it to close the file. */
 export interface FileLogger extends Disposable {
-  readonly logger: StderrLogger;
+  readonly logger: Logger;
   readonly path: string;
 }
 

@@ -2,7 +2,8 @@
  * A minimal Arrakis data client, as `doctor` and the demo need it: send a
  * request, fetch every endpoint the answer names (its first location, or the same
  * connection for reuse-connection and empty location lists, as the Python client
- * does), and decode the Arrow data. Also a round-trip probe for one server.
+ * does), and decode the Arrow data. Also a round-trip probe for one server, and
+ * the sample fetch doctor makes (a second of a couple of channels, summed up).
  *
  * @example
  * ```ts
@@ -194,4 +195,69 @@ export function summarizeTables(tables: Table[]): DataSummary {
     }
   }
   return { rows, channels, span: start <= end ? { start, end } : undefined };
+}
+
+/** What {@link sampleFetch} brought back. */
+export interface SampleFetch {
+  /** The channels asked for. */
+  channels: string[];
+  /** How many endpoints the answer named. */
+  endpoints: number;
+  /** Rows, channels and time span. */
+  data: DataSummary;
+  /** How long the Stream took (GetFlightInfo and every DoGet). */
+  ms: number;
+}
+
+/** The current GPS time in nanoseconds (GPS = Unix − 315964800 s + 18 leap seconds). */
+function gpsNowNs(): bigint {
+  return (BigInt(Date.now()) - 315_964_800_000n + 18_000n) * 1_000_000n;
+}
+
+/**
+ * Streams one second, a minute ago, of `channels` (default: the first ones a
+ * Find lists) from the Arrakis server at `url`, and sums up what came back.
+ */
+export async function sampleFetch(
+  url: string,
+  { channels = [], timeoutMs = 30_000 }: { channels?: string[]; timeoutMs?: number } = {},
+): Promise<SampleFetch> {
+  if (channels.length === 0) channels = await findChannels(url, timeoutMs);
+  const end = gpsNowNs() - 60_000_000_000n;
+  const request = {
+    request: "Stream",
+    args: { channels, start: (end - 1_000_000_000n).toString(), end: end.toString() },
+  };
+  const started = performance.now();
+  const fetched = await fetchArrakis(url, request, { timeoutMs });
+  return {
+    channels,
+    endpoints: fetched.length,
+    data: summarizeTables(fetched.map((endpoint) => endpoint.table)),
+    ms: performance.now() - started,
+  };
+}
+
+/**
+ * A couple of channel names: from a Find's `channel` column, else (servers that
+ * answer Find with stream-shaped data) its non-`time` columns.
+ */
+async function findChannels(url: string, timeoutMs: number): Promise<string[]> {
+  const found = await fetchArrakis(url, {
+    request: "Find",
+    args: { pattern: ".*", data_type: [], min_rate: 0, max_rate: 4294967295, publisher: [] },
+  }, { timeoutMs });
+  const names = new Set<string>();
+  for (const { table } of found) {
+    const column = table.getChild("channel");
+    if (column) {
+      for (let i = 0; i < column.length && names.size < 2; i++) names.add(String(column.get(i)));
+    } else {
+      for (const field of table.schema.fields) {
+        if (field.name !== "time" && names.size < 2) names.add(field.name);
+      }
+    }
+  }
+  if (names.size === 0) throw new Error("Find listed no channels; pass --channel NAME");
+  return [...names];
 }

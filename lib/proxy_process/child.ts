@@ -1,7 +1,7 @@
 /**
  * The proxy child's main: read the configuration from the parent, serve a
- * FlightProxy, ask the parent for new forwards, answer its discovery requests,
- * and exit when stdin closes. All of the program's gRPC runs here (see
+ * FlightProxy, ask the parent for new forwards, make the calls it asks for
+ * (discovery; doctor's probes and sample fetch), and exit when stdin closes. All of the program's gRPC runs here (see
  * `lib/isolated_proxy.ts` for why), so this is the only entry point that loads
  * grpc-js.
  *
@@ -17,8 +17,10 @@
 import { FlightProxy } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
 import { discoverEndpoints } from "../flight/discovery.ts";
-import type { Logger } from "../log.ts";
+import type { Logger, Verbosity } from "../log.ts";
 import {
+  type ChildCall,
+  type ChildCalls,
   type FromChild,
   jsonLines,
   Pending,
@@ -35,11 +37,17 @@ export async function runProxyChild(): Promise<number> {
   // Ctrl-C in the terminal reaches the whole process group; the parent decides.
   for (const signal of ["SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => {});
   const out = (message: FromChild) => writeMessage(Deno.stdout, message);
-  const logger: Logger = {
-    debug: (message) => out({ type: "log", level: "debug", message }),
+  // The status line is the parent's; a line per call over the pipe costs, so
+  // debug lines go only to a parent that shows them.
+  const childLogger = (level: Verbosity): Logger => ({
+    level,
+    debug: level === "verbose"
+      ? (message) => out({ type: "log", level: "debug", message })
+      : () => {},
     info: (message) => out({ type: "log", level: "info", message }),
     warn: (message) => out({ type: "log", level: "warn", message }),
-  };
+    progress() {},
+  });
   const forwards = new Pending<string>();
   let proxy: FlightProxy | undefined;
   let backend = "";
@@ -62,8 +70,7 @@ export async function runProxyChild(): Promise<number> {
             backend: message.backend,
             listen: message.listen,
             locations,
-            // A line per call over the pipe costs; send it only when someone reads it.
-            logger: message.verbose ? logger : { ...logger, debug: () => {} },
+            logger: childLogger(message.level),
             channelOptions: message.channelOptions,
             remoteClients: message.remoteClients,
           });
@@ -90,11 +97,11 @@ export async function runProxyChild(): Promise<number> {
       case "set":
         proxy?.locations.set(message.remote, message.local);
         break;
-      case "discover": {
+      case "call": {
         const { id } = message;
-        discoverEndpoints(backend).then(
-          (discovery) => out({ type: "discovered", id, discovery }),
-          (error) => out({ type: "discovered", id, error: (error as Error).message }),
+        answer(message.call, backend, proxy?.url ?? "").then(
+          (value) => out({ type: "answer", id, value }),
+          (error) => out({ type: "answer", id, error: (error as Error).message }),
         );
         break;
       }
@@ -102,6 +109,27 @@ export async function runProxyChild(): Promise<number> {
   }
   await proxy?.close();
   return 0;
+}
+
+/** Makes one call the parent asked for; `backend` is the server, `self` this proxy. */
+async function answer(
+  call: ChildCall,
+  backend: string,
+  self: string,
+): Promise<ChildCalls[ChildCall["method"]]["result"]> {
+  switch (call.method) {
+    case "discover":
+      return await discoverEndpoints(backend, call.args.timeoutMs);
+    // Loaded on first use: a run never probes, and the client brings apache-arrow.
+    case "probe": {
+      const { pingFlight } = await import("../flight/client.ts");
+      return await pingFlight(call.args.url, call.args.timeoutMs);
+    }
+    case "fetch": {
+      const { sampleFetch } = await import("../flight/client.ts");
+      return await sampleFetch(self, call.args);
+    }
+  }
 }
 
 // Run directly (see defaultChildCommand in isolated_proxy.ts): less to load than main.ts.

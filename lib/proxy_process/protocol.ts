@@ -16,7 +16,8 @@
  * @module
  */
 import type { Discovery } from "../flight/discovery.ts";
-import type { Logger } from "../log.ts";
+import type { SampleFetch } from "../flight/client.ts";
+import type { Verbosity } from "../log.ts";
 import { readLines } from "../lines.ts";
 
 /** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
@@ -28,6 +29,23 @@ export const PROXY_CHILD_FLAG = "--internal-proxy-child";
  */
 export type ChannelOptions = Record<string, string | number>;
 
+/**
+ * What the parent asks the child to do over gRPC, by name: its arguments and
+ * what it answers. A run asks `discover`; doctor also asks `probe` (one
+ * ListActions round trip to a forward, in ms) and `fetch` (a small Stream
+ * through the child's own proxy).
+ */
+export interface ChildCalls {
+  discover: { args: { timeoutMs?: number }; result: Discovery };
+  probe: { args: { url: string; timeoutMs: number }; result: number };
+  fetch: { args: { channels: string[]; timeoutMs: number }; result: SampleFetch };
+}
+
+/** One request to the child: its name and arguments. */
+export type ChildCall = {
+  [K in keyof ChildCalls]: { method: K; args: ChildCalls[K]["args"] };
+}[keyof ChildCalls];
+
 /** Parent → child. */
 export type ToChild =
   | {
@@ -37,21 +55,22 @@ export type ToChild =
     locations: [string, string][];
     channelOptions?: ChannelOptions;
     unavailable?: string;
-    verbose?: boolean;
+    /** The parent logger's level: the child sends debug lines only at `verbose`. */
+    level: Verbosity;
     remoteClients?: boolean;
   }
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }
   | { type: "set"; remote: string; local: string }
-  | { type: "discover"; id: number };
+  | { type: "call"; id: number; call: ChildCall };
 
 /** Child → parent. */
 export type FromChild =
   | { type: "ready"; address: string }
   | { type: "failed"; message: string }
   | { type: "resolve"; id: number; host: string; port: number; netloc: string }
-  | { type: "log"; level: keyof Logger; message: string }
-  | { type: "discovered"; id: number; discovery?: Discovery; error?: string };
+  | { type: "log"; level: "debug" | "info" | "warn"; message: string }
+  | { type: "answer"; id: number; value?: unknown; error?: string };
 
 /** The parsed messages of a JSON-lines stream; blank lines are skipped. */
 export async function* jsonLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {

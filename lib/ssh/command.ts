@@ -1,13 +1,14 @@
 /**
  * Running the OpenSSH client: argument arrays only (never a shell string),
- * a clear error when the binary is missing, command lines shown for
- * `--verbose`, and what ssh says on stderr.
+ * a clear error when the binary is missing, each command line a debug line
+ * (shown with `--verbose`), and what ssh says on stderr.
  *
  * @module
  */
 
 import { UserError } from "../errors.ts";
 import { settlesWithin } from "../async.ts";
+import type { Logger } from "../log.ts";
 
 /** What a finished ssh command left behind. */
 export interface SshResult {
@@ -25,8 +26,8 @@ export interface SshRunner {
   binary: string;
   /** Extra environment for ssh (for example `SSH_ASKPASS`). */
   env?: Record<string, string>;
-  /** Receives each command line when set (`--verbose`). */
-  log?: (line: string) => void;
+  /** Gets each command line, `$ ssh …`, as a debug line. */
+  logger: Logger;
 }
 
 /**
@@ -50,7 +51,7 @@ export function spawnSsh(
   args: readonly string[],
   options: Omit<Deno.CommandOptions, "args" | "env">,
 ): Deno.ChildProcess {
-  runner.log?.(formatCommandLine([runner.binary, ...args]));
+  runner.logger.debug(`$ ${formatCommandLine([runner.binary, ...args])}`);
   try {
     return new Deno.Command(runner.binary, { ...options, args: [...args], env: runner.env })
       .spawn();

@@ -25,6 +25,7 @@
  */
 
 import { UserError } from "../errors.ts";
+import { type Logger, silentLogger } from "../log.ts";
 import { sendSignal, stopChild } from "../process.ts";
 import { formatNetloc } from "../netloc.ts";
 import {
@@ -51,10 +52,8 @@ export interface ConnectOptions {
   sshOptions?: string[];
   /** ssh executable. @default {"ssh"} */
   sshBinary?: string;
-  /** Log each ssh command line. @default {false} */
-  verbose?: boolean;
-  /** Where verbose lines go. @default {console.error} */
-  log?: (line: string) => void;
+  /** Progress and warnings; each ssh command line is a debug line. */
+  logger?: Logger;
   /**
    * Let ssh talk to the user's terminal (prompts, host-key questions, its
    * messages on stderr). When false, ssh runs with `BatchMode=yes` unless
@@ -167,11 +166,10 @@ export class SshConnection implements AsyncDisposable {
     this.#dir = dir;
     this.#bind = options.bindAddress ?? "127.0.0.1";
     this.controlPath = options.adopt ?? `${dir}/ctl`;
-    const log = options.log ?? ((line: string) => console.error(line));
     this.#runner = {
       binary: options.sshBinary ?? "ssh",
       env: options.env,
-      log: options.verbose ? (line) => log(`$ ${line}`) : undefined,
+      logger: options.logger ?? silentLogger,
     };
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
   }

@@ -31,8 +31,6 @@ import { formatNetloc } from "../netloc.ts";
 
 /** Options for {@link SshSupervisor.start}. */
 export interface SupervisorOptions extends Omit<ConnectOptions, "signal"> {
-  /** Progress of reconnects and warnings. */
-  logger?: Logger;
   /** First wait before reconnecting, doubled after each failure. @default {1000} */
   initialBackoffMs?: number;
   /** Longest wait between attempts. @default {30000} */
