@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { pythonEnv } from "../tests/fixtures/python.ts";
+import { sendSignal, stopChild } from "../lib/process.ts";
 import type { Netns } from "../tests/fixtures/netns.ts";
 
 const here = (file: string) => new URL(file, import.meta.url).pathname;
@@ -25,39 +27,14 @@ export function findVenv(flag: string | undefined): string {
   return venv;
 }
 
-// Leap seconds since 1972; none announced after 2016.
-const LEAPS = [
-  "1972 Jun 30",
-  "1972 Dec 31",
-  ...[1973, 1974, 1975, 1976, 1977, 1978, 1979].map((y) => `${y} Dec 31`),
-  ...[1981, 1982, 1983, 1985].map((y) => `${y} Jun 30`),
-  ...[1987, 1989, 1990].map((y) => `${y} Dec 31`),
-  ...[1992, 1993, 1994].map((y) => `${y} Jun 30`),
-  "1995 Dec 31",
-  "1997 Jun 30",
-  "1998 Dec 31",
-  "2005 Dec 31",
-  "2008 Dec 31",
-  "2012 Jun 30",
-  "2015 Jun 30",
-  "2016 Dec 31",
-];
-
 /**
  * A cache directory for Python processes (`XDG_CACHE_HOME`) holding gpstime's
- * leap-second table. Without an unexpired one, gpstime (imported by arrakis and
- * arrakis-server) tries to download it from the internet on start.
+ * leap-second table: the test fixtures' (see `pythonEnv`), so that neither peer
+ * tries to download one from the internet.
  */
 export async function pythonCache(): Promise<{ dir: string } & AsyncDisposable> {
-  const dir = await Deno.makeTempDir({ prefix: "arrakis-bench-cache-" });
-  await Deno.chmod(dir, 0o755);
-  await Deno.mkdir(`${dir}/gpstime`);
-  const lines = LEAPS.map((date) => `Leap\t${date.replaceAll(" ", "\t")}\t23:59:60\t+\tS`);
-  await Deno.writeTextFile(
-    `${dir}/gpstime/leapseconds`,
-    `#expires 4102444800\n${lines.join("\n")}\n`,
-  );
-  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+  const { XDG_CACHE_HOME: dir } = await pythonEnv();
+  return { dir, [Symbol.asyncDispose]: () => Promise.resolve() };
 }
 
 /** The channels the real server serves: 16384 Hz float64, one-second strides. */
@@ -115,16 +92,11 @@ export async function startArrakisServer(
   let exited = false;
   child.status.then(() => exited = true);
   const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 5000);
-    await child.status;
-    clearTimeout(timer);
+    await stopChild(child, {
+      ask: () => sendSignal(child, "SIGTERM"),
+      graceMs: 5000,
+      signal: "SIGKILL",
+    });
   };
   for (let i = 0; i < 600; i++) {
     if (exited) throw new Error(`arrakis-server exited at startup:\n${await stderr}`);
@@ -176,14 +148,7 @@ export async function startSeedProxy(
   const stderr = new Response(child.stderr).text();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const stop = async () => {
-    await child.stdin.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 10_000);
-    await child.status;
-    clearTimeout(timer);
+    await stopChild(child, { ask: () => child.stdin.close(), graceMs: 10_000, signal: "SIGKILL" });
     reader.cancel().catch(() => {});
   };
   let text = "";
