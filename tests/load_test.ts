@@ -16,7 +16,7 @@
 import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
 import { Message } from "apache-arrow";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { arrakisCommand, FlightTestClient } from "./fixtures/flight_client.ts";
 import { startProxy } from "./fixtures/proxy_cli.ts";
@@ -142,7 +142,7 @@ Deno.test("1,000 concurrent GetFlightInfo through the proxy", async () => {
   }
 });
 
-Deno.test("20 concurrent 256 MiB DoGets over data-server forwards and through the proxy", async () => {
+Deno.test("20 concurrent 256 MiB DoGets over data-server forwards, the reuse forward and the proxy", async () => {
   await using cluster = await startCluster();
   await using proxy = await startCli(cluster);
   using client = FlightTestClient.connect(proxy.url);
@@ -151,19 +151,20 @@ Deno.test("20 concurrent 256 MiB DoGets over data-server forwards and through th
     rows_per_batch: ROWS_PER_BATCH,
     batches: BATCHES,
   }));
-  // Endpoint 0: replicas on data-a and data-b (rewritten); endpoint 1: reuse-connection.
+  // Endpoint 0: replicas on data-a and data-b; endpoint 1: reuse-connection, rewritten
+  // to the info server's second forward (its ticket is as good at the proxy's URL).
   const [overSsh, reuse] = info.endpoint;
   const replicas = overSsh.location.map((location) => location.uri);
   assertEquals(replicas.length, 2);
-  assertEquals(reuse.location.map((location) => location.uri), [
-    "arrow-flight-reuse-connection://?",
-  ]);
+  const [reuseForward] = reuse.location.map((location) => location.uri);
+  assertMatch(reuseForward, /^grpc:\/\/127\.0\.0\.1:\d+$/);
   const expectedRows = ROWS_PER_BATCH * BATCHES;
 
   for (
     const [label, urlFor, ticket] of [
       ["data-server forwards", (i: number) => replicas[i % 2], overSsh.ticket!.ticket],
-      ["the proxy (reuse-connection)", () => proxy.url, reuse.ticket!.ticket],
+      ["the info server's reuse forward", () => reuseForward, reuse.ticket!.ticket],
+      ["the proxy (as with --reuse-through-proxy)", () => proxy.url, reuse.ticket!.ticket],
     ] as const
   ) {
     const start = performance.now();
