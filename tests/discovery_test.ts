@@ -4,7 +4,7 @@
  * has no `scope-map` action and so exercises the Count fallback.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import { discoverEndpoints, scopeMapUrls } from "../lib/flight/discovery.ts";
+import { arrakisJson, discoverEndpoints, scopeMapUrls } from "../lib/flight/discovery.ts";
 import { startMockDeployment } from "./fixtures/mock_arrakis.ts";
 import { startRealServer } from "./fixtures/real_server.ts";
 
@@ -68,4 +68,12 @@ Deno.test("scope maps are validated, not trusted", () => {
     assertThrows(() => scopeMapUrls(bytes(hostile)), Error, "scope map");
   }
   assertThrows(() => scopeMapUrls(new Uint8Array([0xff, 0xfe])), Error, "not JSON");
+});
+
+Deno.test("commands carry GPS nanoseconds as exact integers", () => {
+  const start = 1_400_000_000_123_456_789n; // beyond a double's precision
+  assertEquals(
+    arrakisJson({ request: "Stream", args: { channels: ["H1:A"], start, end: null } }),
+    '{"request":"Stream","args":{"channels":["H1:A"],"start":1400000000123456789,"end":null}}',
+  );
 });

@@ -37,6 +37,23 @@ Deno.test("doctor: a healthy cluster, every step reported with its time", async 
   assertMatch(out, /^result\s+healthy$/m);
 });
 
+Deno.test("doctor: a real info server and its real data servers, healthy", async () => {
+  await using cluster = await startCluster({ deployment: "real-info" });
+  const result = await runProxy(["doctor", "-F", cluster.sshConfigPath, cluster.sshHost]);
+  assertEquals(result.code, 0, `${result.stdout}\n${result.stderr}`);
+  const out = result.stdout;
+  assertMatch(
+    out,
+    /^endpoints\s+ok, [\d.]+ ms: 2 data server\(s\) from the scope-map action: data-a:40001, data-b:40001/m,
+  );
+  // The real server's Find and Stream, through the proxy child: its schema wants every field.
+  assertMatch(
+    out,
+    /^data fetch\s+ok, [\d.]+ ms: Stream of 2 channel\(s\) from \d endpoint\(s\): \d+ rows/m,
+  );
+  assertMatch(out, /^result\s+healthy$/m);
+});
+
 Deno.test("doctor: a data server down makes it unhealthy (exit 1) and names it", async () => {
   await using cluster = await startCluster();
   await cluster.stopDataServer("data-b");

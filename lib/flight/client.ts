@@ -21,17 +21,14 @@
 import type { Table } from "./arrow.ts";
 import { grpc } from "./grpc.ts";
 import { FLIGHT_SERVICE, flightPackageDefinition } from "./proto.ts";
-import { backendTarget } from "./proxy.ts";
+import { arrakisJson, EVERY_CHANNEL } from "./discovery.ts";
+import { flightClient } from "./channel.ts";
 import { REUSE_CONNECTION } from "./locations.ts";
 import { type FlightData, flightDataToTable } from "./arrow_ipc.ts";
 
 const service = flightPackageDefinition[FLIGHT_SERVICE] as grpc.ServiceDefinition;
-const CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  "grpc.max_receive_message_length": -1,
-  "grpc.max_send_message_length": -1,
-  // Each probe measures its own connection, not one another's backoff.
-  "grpc.use_local_subchannel_pool": 1,
-};
+// Each probe measures its own connection, not one another's backoff.
+const CHANNEL_OPTIONS: grpc.ChannelOptions = { "grpc.use_local_subchannel_pool": 1 };
 
 /** An Arrakis request: `{"request": NAME, "args": {...}}`. */
 export interface ArrakisRequest {
@@ -52,7 +49,7 @@ interface Decoded {
 }
 
 function connect(url: string): grpc.Client {
-  return new grpc.Client(backendTarget(url), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  return flightClient(url, CHANNEL_OPTIONS);
 }
 
 function deadline(timeoutMs: number): grpc.CallOptions {
@@ -111,7 +108,7 @@ export async function fetchArrakis(
     const flightInfo = await unary<Decoded>(
       info,
       "GetFlightInfo",
-      { type: "CMD", cmd: new TextEncoder().encode(JSON.stringify(request)), path: [] },
+      { type: "CMD", cmd: new TextEncoder().encode(arrakisJson(request)), path: [] },
       timeoutMs,
     );
     return await Promise.all(flightInfo.endpoint.map(async (endpoint) => {
@@ -226,7 +223,7 @@ export async function sampleFetch(
   const end = gpsNowNs() - 60_000_000_000n;
   const request = {
     request: "Stream",
-    args: { channels, start: (end - 1_000_000_000n).toString(), end: end.toString() },
+    args: { channels, start: end - 1_000_000_000n, end },
   };
   const started = performance.now();
   const fetched = await fetchArrakis(url, request, { timeoutMs });
@@ -245,7 +242,7 @@ export async function sampleFetch(
 async function findChannels(url: string, timeoutMs: number): Promise<string[]> {
   const found = await fetchArrakis(url, {
     request: "Find",
-    args: { pattern: ".*", data_type: [], min_rate: 0, max_rate: 4294967295, publisher: [] },
+    args: EVERY_CHANNEL,
   }, { timeoutMs });
   const names = new Set<string>();
   for (const { table } of found) {

@@ -16,30 +16,49 @@ import { methodPath } from "./methods.ts";
 import { concatBytes, encodeLenField, encodeVarint, readFields, WireType } from "./wire.ts";
 import { collectLocations, Shapes } from "./rewrite.ts";
 import { classifyLocation, type ParsedLocation } from "./locations.ts";
-import { backendTarget } from "./proxy.ts";
+import { flightClient } from "./channel.ts";
+
+/**
+ * Find/Count arguments that match every channel, in the shape the real client
+ * sends them (the real server's schema requires every field, `time` included).
+ */
+export const EVERY_CHANNEL = {
+  pattern: ".*",
+  data_type: [],
+  min_rate: 0,
+  max_rate: 4294967295,
+  publisher: [],
+  time: null,
+  replay_id: null,
+} as const;
 
 /** The Arrakis command whose answer lists every data server (the real client's Count). */
-export const COUNT_ALL_COMMAND = {
-  request: "Count",
-  args: {
-    pattern: ".*",
-    data_type: [],
-    min_rate: 0,
-    max_rate: 4294967295,
-    publisher: [],
-    time: null,
-    replay_id: null,
-  },
-};
+export const COUNT_ALL_COMMAND = { request: "Count", args: EVERY_CHANNEL };
 
 /** The Arrakis action that lists every data server the info server routes to. */
 export const SCOPE_MAP_ACTION = "scope-map";
 
 const encoder = new TextEncoder();
 
+/**
+ * An Arrakis command as JSON text; `bigint` values (GPS nanoseconds, beyond a
+ * double's 2^53) are written as plain integers, as the server's schema wants.
+ *
+ * @example
+ * ```ts
+ * arrakisJson({ request: "Stream", args: { channels: ["H1:X"], start: 1400000000000000000n, end: null } });
+ * // '{"request":"Stream","args":{"channels":["H1:X"],"start":1400000000000000000,"end":null}}'
+ * ```
+ */
+export function arrakisJson(command: { request: string; args: unknown }): string {
+  const marker = "\u0000bigint:";
+  return JSON.stringify(command, (_, value) => typeof value === "bigint" ? marker + value : value)
+    .replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+}
+
 /** Encodes an Arrakis command as a CMD FlightDescriptor (type = 2, cmd = the JSON). */
 export function arrakisDescriptor(command: { request: string; args: unknown }): Uint8Array {
-  const cmd = encoder.encode(JSON.stringify(command));
+  const cmd = encoder.encode(arrakisJson(command));
   return concatBytes([
     encodeVarint(1 * 8 + WireType.VARINT),
     encodeVarint(2),
@@ -65,13 +84,6 @@ function resultBody(bytes: Uint8Array): Uint8Array {
 
 const pass = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
-function rawClient(url: string): grpc.Client {
-  return new grpc.Client(backendTarget(url), grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": -1,
-    "grpc.enable_channelz": 0,
-  });
-}
-
 function callError(error: grpc.ServiceError): Error {
   return new Error(error.details || error.message);
 }
@@ -82,7 +94,7 @@ export function getFlightInfoBytes(
   descriptor: Uint8Array,
   timeoutMs = 10_000,
 ): Promise<Uint8Array> {
-  const client = rawClient(url);
+  const client = flightClient(url);
   return new Promise<Uint8Array>((resolve, reject) => {
     client.makeUnaryRequest<Uint8Array, Uint8Array>(
       methodPath("GetFlightInfo"),
@@ -102,7 +114,7 @@ export function doActionBodies(
   type: string,
   timeoutMs = 10_000,
 ): Promise<Uint8Array[]> {
-  const client = rawClient(url);
+  const client = flightClient(url);
   const action = encodeAction(type, new Uint8Array());
   return new Promise<Uint8Array[]>((resolve, reject) => {
     const bodies: Uint8Array[] = [];

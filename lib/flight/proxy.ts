@@ -22,7 +22,8 @@ import {
 import { readFields, WireError, WireType } from "./wire.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
-import { formatNetloc, netlocOfUrl, parseNetloc } from "../netloc.ts";
+import { formatNetloc, parseNetloc } from "../netloc.ts";
+import { flightClient, UNLIMITED } from "./channel.ts";
 
 /** Options of {@link FlightProxy.start}. */
 export interface FlightProxyOptions {
@@ -48,17 +49,6 @@ export interface FlightProxyOptions {
 }
 
 /**
- * Unlimited message sizes: Arrow record batches of 64 MiB and more must pass.
- * Channelz (grpc-js's call statistics, on by default) is off: it books every
- * call and nothing here reads it.
- */
-const UNLIMITED = {
-  "grpc.max_receive_message_length": -1,
-  "grpc.max_send_message_length": -1,
-  "grpc.enable_channelz": 0,
-};
-
-/**
  * HTTP/2 flow-control window of the proxy's own receiving side. The 64 KiB default
  * makes every 64 KiB wait a round trip for a WINDOW_UPDATE; the bench measured
  * DoGet through the proxy about twice as fast with 16 MiB (bench/README.md).
@@ -67,7 +57,6 @@ const FLOW_CONTROL_WINDOW = 16 << 20;
 
 /** Backend channel defaults; `FlightProxyOptions.channelOptions` override them. */
 const BACKEND_CHANNEL: grpc.ChannelOptions = {
-  ...UNLIMITED,
   "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW,
 };
 
@@ -112,13 +101,6 @@ function rawFlightService(): grpc.ServiceDefinition {
     };
   }
   return service;
-}
-
-/** `grpc://host:port` (or a bare `host:port`) → the grpc-js target `host:port`. */
-export function backendTarget(url: string): string {
-  const target = netlocOfUrl(url);
-  if (!target) throw new UserError(`unsupported backend URL ${url}: expected grpc://HOST:PORT`);
-  return target;
 }
 
 /** Rewrites one message; `clientHost` as in {@link FlightProxyOptions.remoteClients}. */
@@ -178,11 +160,10 @@ export class FlightProxy implements AsyncDisposable {
   static async start(options: FlightProxyOptions): Promise<FlightProxy> {
     const listen = options.listen ?? "localhost:31206";
     const logger = options.logger ?? silentLogger;
-    const client = new grpc.Client(
-      backendTarget(options.backend),
-      grpc.credentials.createInsecure(),
-      { ...BACKEND_CHANNEL, ...options.channelOptions },
-    );
+    const client = flightClient(options.backend, {
+      ...BACKEND_CHANNEL,
+      ...options.channelOptions,
+    });
     const server = new grpc.Server(UNLIMITED);
     const locations = options.locations ?? new LocationMap();
     let port: number;
