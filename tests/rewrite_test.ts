@@ -282,3 +282,56 @@ Deno.test("clients on other machines get forwards named by the host they dialled
     [REUSE_CONNECTION, "grpc://data-a:40001"],
   );
 });
+
+Deno.test("an endpoint with no location gets the info server's reuse forward; others keep theirs", async () => {
+  const map = new LocationMap([
+    [REUSE_CONNECTION, "127.0.0.1:41100"],
+    ["data-a:40001", "127.0.0.1:41001"],
+  ]);
+  const rewriter = new LocationRewriter(map);
+  // An endpoint with unknown fields and no location, one with a location, and one empty.
+  const info = msg(
+    len(3, msg(len(1, len(1, "t1")), len(4, "meta"), varint(30, 5))),
+    len(3, endpointWith("grpc://data-a:40001")),
+    len(3, new Uint8Array()),
+    len(100, "future-info"),
+  );
+  const out = await rewriter.toLocal(info, Shapes.FlightInfo);
+  const decoded = flightType("FlightInfo").decode(out).toJSON();
+  assertEquals(
+    decoded.endpoint.map((e: { location?: { uri: string }[] }) => e.location?.map((l) => l.uri)),
+    [["grpc://127.0.0.1:41100"], ["grpc://127.0.0.1:41001"], ["grpc://127.0.0.1:41100"]],
+  );
+  // Everything else is byte for byte: the same message with those locations added by hand.
+  assertEquals(
+    out,
+    msg(
+      len(
+        3,
+        msg(
+          len(1, len(1, "t1")),
+          len(4, "meta"),
+          varint(30, 5),
+          len(2, len(1, "grpc://127.0.0.1:41100")),
+        ),
+      ),
+      len(3, endpointWith("grpc://127.0.0.1:41001")),
+      len(3, len(2, len(1, "grpc://127.0.0.1:41100"))),
+      len(100, "future-info"),
+    ),
+  );
+  // PollInfo's FlightInfo too; without the reuse forward, nothing is added.
+  const poll = msg(len(1, info));
+  assertEquals(
+    collectLocations(await rewriter.toLocal(poll, Shapes.PollInfo), Shapes.PollInfo).length,
+    3,
+  );
+  const bare = new LocationRewriter(new LocationMap([["data-a:40001", "127.0.0.1:41001"]]));
+  assertEquals(collectLocations(await bare.toLocal(info, Shapes.FlightInfo), Shapes.FlightInfo), [
+    "grpc://127.0.0.1:41001",
+  ]);
+});
+
+function endpointWith(uri: string): Uint8Array {
+  return msg(len(1, len(1, "t2")), len(2, len(1, uri)));
+}

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { scanFields, WireType } from "./wire.ts";
+import { concatBytes, encodeLenField, scanFields, WireType } from "./wire.ts";
 import { classifyLocation, type LocationMap, REUSE_CONNECTION, withNetloc } from "./locations.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 
@@ -82,10 +82,15 @@ const varintSize = (value: number): number => {
   return size;
 };
 
+/** One length-delimited field, encoded. */
+const lenField = (number: number, payload: Uint8Array): Uint8Array =>
+  concatBytes(encodeLenField(number, payload));
+
 /**
  * Replaces each location URI for which `replace` answers a string (asked once per
- * distinct URI). Returns the input buffer itself when nothing changed. Throws
- * `WireError` on malformed bytes.
+ * distinct URI), and gives each FlightEndpoint without a location the location
+ * `fillEmpty` (when given). Returns the input buffer itself when nothing changed.
+ * Throws `WireError` on malformed bytes.
  *
  * Two passes: the first finds the new length of every message that changes, the
  * second writes the result into one buffer of the final size. Messages with no
@@ -95,6 +100,7 @@ export function rewriteLocations(
   bytes: Uint8Array,
   shape: MessageShape,
   replace: (uri: string) => string | undefined,
+  fillEmpty?: string,
 ): Uint8Array {
   const input = bytes;
   bytes = plainView(bytes);
@@ -122,11 +128,19 @@ export function rewriteLocations(
   const offsets: number[] = [];
   const lengths: number[] = [];
   const uris: (Uint8Array | undefined)[] = [];
-  const measure = (start: number, end: number, shape: MessageShape): number => {
+  // A Location field (2) holding `fillEmpty`, appended to endpoints that have none;
+  // `filled` holds the offsets index of each such endpoint (-1: the whole message).
+  const fill = fillEmpty === undefined
+    ? undefined
+    : lenField(2, lenField(1, encoder.encode(fillEmpty)));
+  const filled = new Set<number>();
+  const measure = (start: number, end: number, shape: MessageShape, self: number): number => {
     let size = end - start;
+    let locations = 0;
     scanFields(bytes, start, end, (number, wireType, fieldStart, valueStart, fieldEnd) => {
       const inner = shape[number];
       if (inner === undefined || wireType !== WireType.LEN) return;
+      if (inner === LOCATION) locations++;
       let length: number;
       if (inner === URI) {
         const replacement = replacementFor(bytes.subarray(valueStart, fieldEnd));
@@ -140,8 +154,8 @@ export function rewriteLocations(
         offsets.push(valueStart);
         lengths.push(0);
         uris.push(undefined);
-        length = measure(valueStart, fieldEnd, inner);
-        if (offsets.length === index + 1) {
+        length = measure(valueStart, fieldEnd, inner, index);
+        if (offsets.length === index + 1 && !filled.has(index)) {
           // Nothing inside changed: copy this one as it is.
           offsets.pop();
           lengths.pop();
@@ -153,10 +167,14 @@ export function rewriteLocations(
       const tag = number * 8 + WireType.LEN;
       size += varintSize(tag) + varintSize(length) + length - (fieldEnd - fieldStart);
     });
+    if (fill && shape === FLIGHT_ENDPOINT && locations === 0) {
+      filled.add(self);
+      size += fill.length;
+    }
     return size;
   };
-  const size = measure(0, bytes.length, shape);
-  if (offsets.length === 0) return input;
+  const size = measure(0, bytes.length, shape, -1);
+  if (offsets.length === 0 && filled.size === 0) return input;
 
   const out = new Uint8Array(size);
   let pos = 0;
@@ -176,7 +194,7 @@ export function rewriteLocations(
     }
   };
   let next = 0;
-  const write = (start: number, end: number, shape: MessageShape) => {
+  const write = (start: number, end: number, shape: MessageShape, self: number) => {
     let copiedTo = start;
     scanFields(bytes, start, end, (number, wireType, fieldStart, valueStart, fieldEnd) => {
       const inner = shape[number];
@@ -187,12 +205,13 @@ export function rewriteLocations(
       putVarint(lengths[index]);
       const replacement = uris[index];
       if (replacement) copy(replacement, 0, replacement.length);
-      else write(valueStart, fieldEnd, inner as MessageShape);
+      else write(valueStart, fieldEnd, inner as MessageShape, index);
       copiedTo = fieldEnd;
     });
     copy(bytes, copiedTo, end);
+    if (fill && filled.has(self)) copy(fill, 0, fill.length);
   };
-  write(0, bytes.length, shape);
+  write(0, bytes.length, shape, -1);
   return out;
 }
 
@@ -216,8 +235,10 @@ export class EndpointUnavailableError extends Error {
  *
  * `arrow-flight-reuse-connection://?` ("redeem on the server you asked") goes to
  * the map's {@link REUSE_CONNECTION} entry when it has one: a forward straight to
- * the info server, so bulk data need not pass through the proxy. Without one it
- * passes unchanged and clients redeem it at the proxy.
+ * the info server, so bulk data need not pass through the proxy; an endpoint with
+ * no location (the same meaning) gets that location. Without the entry both pass
+ * unchanged and clients redeem them at the proxy. On the way back the server
+ * sees reuse-connection for either.
  *
  * For clients on other machines (`clientHost`, the host they dialled), local
  * forwards are named by that host rather than by the address they listen on.
@@ -248,6 +269,9 @@ export class LocationRewriter {
     // Optimistic: one pass when every endpoint is known (the common case); when
     // some are new, open their forwards and rewrite again.
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
+    // Endpoints with no location are redeemed where reuse-connection ones are.
+    const reuse = this.#map.local(REUSE_CONNECTION);
+    const fillEmpty = reuse === undefined ? undefined : `grpc://${reachable(reuse, clientHost)}`;
     const rewrite = () =>
       rewriteLocations(bytes, shape, (uri) => {
         const kind = this.#classify(uri);
@@ -264,7 +288,7 @@ export class LocationRewriter {
         return local === undefined
           ? undefined
           : this.#announce(uri, withNetloc(location, reachable(local, clientHost)));
-      });
+      }, fillEmpty);
     const out = rewrite();
     if (wanted.size === 0) return out;
     await Promise.all(
