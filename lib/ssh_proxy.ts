@@ -378,10 +378,11 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
 
   const infoLocal = await forwardServer(ssh, server, locations, logger);
   options.signal?.throwIfAborted();
-  if (!options.reuseThroughProxy) {
-    await forwardReuse(ssh, server, locations, logger);
-    options.signal?.throwIfAborted();
-  }
+  // Opened while the proxy starts and discovers; in place before the ready line.
+  const reuse = options.reuseThroughProxy
+    ? undefined
+    : forwardReuse(ssh, server, locations, logger);
+  reuse?.catch(() => {/* awaited below */});
 
   backend.resolve(`grpc://${dialable(infoLocal)}`);
   const proxy = stack.use(await proxyStarting);
@@ -399,6 +400,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
         `they will be forwarded when first seen`,
     );
   }
+  await reuse;
   options.signal?.throwIfAborted();
 
   logger.progress("");
