@@ -9,6 +9,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { proxyCommand, runProxy } from "./fixtures/proxy_cli.ts";
+import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
 import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
 import { pingFlight } from "../lib/flight/client.ts";
 
@@ -32,8 +33,6 @@ function sshArgs(cluster: Cluster): string[] {
   return ["-F", cluster.sshConfigPath, cluster.sshHost];
 }
 
-const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
-
 /** Runs `script` in `shell` with `$CMD` standing for the quoted arrakis-proxy command line. */
 async function inShell(
   shell: "sh" | "csh" | "fish",
@@ -41,7 +40,7 @@ async function inShell(
   args: string[],
   env: Record<string, string>,
 ) {
-  const command = proxyCommand(args).map(quote).join(" ");
+  const command = proxyCommand(args).map(shellQuote).join(" ");
   const output = await new Deno.Command(shell, {
     args: ["-c", script.replace("$CMD", command)],
     env: { ...env, SHELL: `/usr/bin/${shell}` },
@@ -248,43 +247,22 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
 Deno.test("-f with a password typed in a terminal (tmux); the proxy outlives the terminal", async () => {
   await using cluster = await startCluster({ passwordUser: { password: "bg-pw-31206" } });
   await using state = await stateEnv();
-  const socket = `${cluster.sshd.dir}/tmux-bg.sock`;
-  const tmux = (...args: string[]) =>
-    new Deno.Command("tmux", { args: ["-S", socket, ...args], stdout: "piped", stderr: "piped" })
-      .output();
-  const pane = async () =>
-    new TextDecoder().decode((await tmux("capture-pane", "-p", "-J")).stdout);
-  const command = proxyCommand(["-f", "-l", "localhost:0", ...sshArgs(cluster)]).map(quote)
+  const command = proxyCommand(["-f", "-l", "localhost:0", ...sshArgs(cluster)]).map(shellQuote)
     .join(" ");
   const script = `eval "$(${command})"; echo "S=$ARRAKIS_SERVER P=$ARRAKIS_PROXY_PID"; sleep 600`;
-  const started = await tmux(
-    "new-session",
-    "-d",
-    "-x",
-    "250",
-    "-y",
-    "50",
-    "-e",
-    `XDG_RUNTIME_DIR=${state.env.XDG_RUNTIME_DIR}`,
-    "-e",
-    "SHELL=/bin/sh",
-    "--",
-    "sh",
-    "-c",
-    script,
-  );
-  assert(started.success, new TextDecoder().decode(started.stderr));
   let proxy: { url: string; pid: number };
-  try {
-    await waitFor(async () => /password:/i.test(await pane()), 60_000, "ssh's password prompt");
-    await tmux("send-keys", "bg-pw-31206", "Enter");
-    await waitFor(async () => /S=grpc:\S+ P=\d+/.test(await pane()), 60_000, "the eval");
-    const screen = await pane();
-    assertEquals(screen.includes("bg-pw-31206"), false, "the password is not echoed");
-    proxy = evaluated(screen);
-  } finally {
-    await tmux("kill-server");
-  }
+  {
+    await using terminal = await startTerminal(cluster.sshd.dir, script, {
+      env: { XDG_RUNTIME_DIR: state.env.XDG_RUNTIME_DIR, SHELL: "/bin/sh" },
+    });
+    const screen = () => terminal.screen();
+    await waitFor(async () => /password:/i.test(await screen()), 60_000, "ssh's password prompt");
+    await terminal.sendKeys("bg-pw-31206", "Enter");
+    await waitFor(async () => /S=grpc:\S+ P=\d+/.test(await screen()), 60_000, "the eval");
+    const shown = await screen();
+    assertEquals(shown.includes("bg-pw-31206"), false, "the password is not echoed");
+    proxy = evaluated(shown);
+  } // the terminal is killed here
   // The terminal is gone; the proxy is not.
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert(isAlive(proxy.pid), "the background proxy died with its terminal");

@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { proxyCommand, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
+import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import { expectedTable } from "./fixtures/mock_arrakis.ts";
 import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
@@ -180,53 +181,33 @@ Deno.test("ARRAKIS_SERVER set only in the login profile is found", async () => {
 
 Deno.test("a password typed at ssh's prompt in a terminal (tmux)", async () => {
   await using cluster = await startCluster({ passwordUser: { password: "e2e-pw-31206" } });
-  const socket = `${cluster.sshd.dir}/tmux-e2e.sock`;
-  const tmux = (...args: string[]) =>
-    new Deno.Command("tmux", { args: ["-S", socket, ...args], stdout: "piped", stderr: "piped" })
-      .output();
-  const pane = async () =>
-    new TextDecoder().decode((await tmux("capture-pane", "-p", "-J")).stdout);
   // A shell in the pane reports the exit status (tmux's own view of it races with
   // the terminal closing); its trap only keeps Ctrl-C from ending the shell itself.
-  const command = proxyCommand(sshArgs(cluster)).map((arg) => `'${arg}'`).join(" ");
-  const script = `trap true INT; ${command}; echo "exit status $?"; sleep 600`;
-  const started = await tmux(
-    "new-session",
-    "-d",
-    "-x",
-    "250",
-    "-y",
-    "50",
-    "--",
-    "sh",
-    "-c",
-    script,
+  const command = proxyCommand(sshArgs(cluster)).map(shellQuote).join(" ");
+  await using terminal = await startTerminal(
+    cluster.sshd.dir,
+    `trap true INT; ${command}; echo "exit status $?"; sleep 600`,
   );
-  assert(started.success, new TextDecoder().decode(started.stderr));
-  try {
-    await waitFor(async () => /password:/i.test(await pane()), 60_000, "ssh's password prompt");
-    await tmux("send-keys", "e2e-pw-31206", "Enter");
-    await waitFor(
-      async () => /export ARRAKIS_SERVER=grpc:\/\/localhost:\d+/.test(await pane()),
-      60_000,
-      "the export line",
-    );
-    const screen = await pane();
-    assertEquals(screen.includes("e2e-pw-31206"), false, "the password is not echoed");
-    const url = /export ARRAKIS_SERVER=(grpc:\/\/localhost:\d+)/.exec(screen)![1];
-    const client = FlightTestClient.connect(url);
-    assertEquals((await client.getFlightInfo(arrakisCommand("Count", {}))).endpoint.length, 2);
-    // Our side first: a GOAWAY reaching a client session can abort Deno (denoland/deno#36788).
-    client.close();
-    await tmux("send-keys", "C-c");
-    await waitFor(async () => /exit status \d+/.test(await pane()), 30_000, "the exit")
-      .catch(async (error) => {
-        throw new Error(`${error.message}; the terminal shows:\n${await pane()}`);
-      });
-    assertMatch(await pane(), /SIGINT: shutting down\n(.*\n)*exit status 0\n/);
-    // Ctrl-C is for the proxy: its ssh session must not take it for a lost connection.
-    assertEquals((await pane()).includes("reconnecting"), false, await pane());
-  } finally {
-    await tmux("kill-server");
-  }
+  const screen = () => terminal.screen();
+  await waitFor(async () => /password:/i.test(await screen()), 60_000, "ssh's password prompt");
+  await terminal.sendKeys("e2e-pw-31206", "Enter");
+  await waitFor(
+    async () => /export ARRAKIS_SERVER=grpc:\/\/localhost:\d+/.test(await screen()),
+    60_000,
+    "the export line",
+  );
+  assertEquals((await screen()).includes("e2e-pw-31206"), false, "the password is not echoed");
+  const url = /export ARRAKIS_SERVER=(grpc:\/\/localhost:\d+)/.exec(await screen())![1];
+  const client = FlightTestClient.connect(url);
+  assertEquals((await client.getFlightInfo(arrakisCommand("Count", {}))).endpoint.length, 2);
+  // Our side first: a GOAWAY reaching a client session can abort Deno (denoland/deno#36788).
+  client.close();
+  await terminal.sendKeys("C-c");
+  await waitFor(async () => /exit status \d+/.test(await screen()), 30_000, "the exit")
+    .catch(async (error) => {
+      throw new Error(`${error.message}; the terminal shows:\n${await screen()}`);
+    });
+  assertMatch(await screen(), /SIGINT: shutting down\n(.*\n)*exit status 0\n/);
+  // Ctrl-C is for the proxy: its ssh session must not take it for a lost connection.
+  assertEquals((await screen()).includes("reconnecting"), false, await screen());
 });

@@ -4,10 +4,11 @@
  * gone once the export line is printed; into a pipe, plain lines only; with
  * `--quiet`, the export line and errors only.
  */
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { stderrLogger } from "../lib/log.ts";
 import { startCluster } from "./fixtures/cluster.ts";
 import { proxyCommand, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
+import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
 import { waitFor } from "./fixtures/processes.ts";
 
 const CLEAR = "\r\x1b[K";
@@ -87,34 +88,19 @@ Deno.test("CLI into pipes: plain progress lines on stderr; --quiet leaves only t
 Deno.test("CLI on a terminal (tmux): the status line is rewritten in place, then cleared", async () => {
   await using cluster = await startCluster();
   const dir = await Deno.makeTempDir({ prefix: "arrakis-tmux-" });
-  const socket = `${dir}/tmux.sock`;
   const raw = `${dir}/raw.txt`;
-  const tmux = (...args: string[]) =>
-    new Deno.Command("tmux", { args: ["-S", socket, ...args], stdout: "piped", stderr: "piped" })
-      .output();
-  const pane = async () =>
-    new TextDecoder().decode((await tmux("capture-pane", "-p", "-J")).stdout);
   const argv = proxyCommand(["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost]);
-  // The command waits for a key, so the recording below misses none of its output.
-  const quoted = argv.map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(" ");
-  const started = await tmux(
-    "new-session",
-    "-d",
-    "-x",
-    "200",
-    "-y",
-    "50",
-    "--",
-    "sh",
-    "-c",
-    `read _ && exec ${quoted}`,
-  );
-  assert(started.success, new TextDecoder().decode(started.stderr));
   try {
-    await tmux("pipe-pane", "-o", `cat >> '${raw}'`);
-    await tmux("send-keys", "Enter");
+    // The command waits for a key, so the recording below misses none of its output.
+    await using terminal = await startTerminal(
+      dir,
+      `read _ && exec ${argv.map(shellQuote).join(" ")}`,
+      { columns: 200 },
+    );
+    await terminal.record(raw);
+    await terminal.sendKeys("Enter");
     await waitFor(
-      async () => /export ARRAKIS_SERVER=grpc:\/\/localhost:\d+/.test(await pane()),
+      async () => /export ARRAKIS_SERVER=grpc:\/\/localhost:\d+/.test(await terminal.screen()),
       60_000,
       "the export line",
     );
@@ -123,12 +109,11 @@ Deno.test("CLI on a terminal (tmux): the status line is rewritten in place, then
     assertStringIncludes(output, `${CLEAR}arrakis-proxy: connecting to ${cluster.sshHost}…`);
     assertStringIncludes(output, `${CLEAR}arrakis-proxy: forwarding 3/3 endpoints`);
     // What stays on screen: the permanent lines and the export line, no status.
-    const screen = await pane();
+    const screen = await terminal.screen();
     assertMatch(screen, /arrakis-proxy: forwarding 127\.0\.0\.1:\d+ → data-b:40001/);
     assertEquals(/\d+\/\d+ endpoints|connecting to .*…/.test(screen), false, screen);
-    await tmux("send-keys", "C-c");
+    await terminal.sendKeys("C-c");
   } finally {
-    await tmux("kill-server");
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -6,7 +6,7 @@
 import { assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { startProxy } from "./fixtures/proxy_cli.ts";
-import { pythonEnv, requirePython } from "./fixtures/python.ts";
+import { pythonJson } from "./fixtures/python.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
 
 const TOKEN = "s3cret-reader-token";
@@ -63,15 +63,7 @@ Deno.test("discovery refused: one warning, the proxy serves, data servers forwar
   assertEquals(forwardTargets(proxy.stderr()), ["info:31206"]);
 
   // A client with the token: its header passes through, the locations are new.
-  const output = await new Deno.Command(requirePython().python, {
-    args: ["-c", FETCH, proxy.url],
-    env: await pythonEnv(),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  assertEquals(output.success, true, text.decode(output.stderr));
-  const fetched: [string, number][] = JSON.parse(text.decode(output.stdout));
+  const fetched = await pythonJson<[string, number][]>(["-c", FETCH, proxy.url]);
   assertEquals(fetched.length, 2);
   for (const [uri, rows] of fetched) {
     assertMatch(uri, /^grpc:\/\/127\.0\.0\.1:\d+$/);

@@ -14,7 +14,8 @@ import { assertEquals, assertMatch, assertNotEquals } from "./assert.ts";
 import { FlightProxy } from "../lib/flight/proxy.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
 import { type RealServer, startRealServer } from "./fixtures/real_server.ts";
-import { pythonEnv, requirePython } from "./fixtures/python.ts";
+import { pythonJson } from "./fixtures/python.ts";
+import { arrakisJson } from "../lib/flight/discovery.ts";
 
 const CALLS = new URL("./fixtures/py/flight_calls.py", import.meta.url).pathname;
 
@@ -58,14 +59,14 @@ grpc://data-c:40001:
     oldest: 100000000000
 `;
 
-const STREAM = JSON.stringify({
+const STREAM = arrakisJson({
   request: "Stream",
   args: {
     channels: ["H1:GDS-TEST_SIN", "H1:GDS-TEST_RAMP", "L1:GDS-TEST_SIN"],
-    start: 1_400_000_000_000_000_000n.toString(),
-    end: 1_400_000_004_000_000_000n.toString(),
+    start: 1_400_000_000_000_000_000n,
+    end: 1_400_000_004_000_000_000n,
   },
-}).replace(/"(\d{19})"/g, "$1");
+});
 
 async function dataServer(domain: string): Promise<RealServer> {
   const dir = await Deno.makeTempDir({ prefix: "arrakis-channels-" });
@@ -82,16 +83,8 @@ async function dataServer(domain: string): Promise<RealServer> {
 }
 
 // deno-lint-ignore no-explicit-any
-async function flightCalls(url: string, redirects: Record<string, string> = {}): Promise<any> {
-  const output = await new Deno.Command(requirePython().python, {
-    args: [CALLS, url, STREAM, JSON.stringify(redirects)],
-    env: await pythonEnv(),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  if (!output.success) throw new Error(`flight_calls.py failed: ${text.decode(output.stderr)}`);
-  return JSON.parse(text.decode(output.stdout));
+function flightCalls(url: string, redirects: Record<string, string> = {}): Promise<any> {
+  return pythonJson([CALLS, url, STREAM, JSON.stringify(redirects)]);
 }
 
 const netloc = (url: string) => url.replace("grpc://", "");

@@ -8,7 +8,8 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { runProxy, startProxy } from "./fixtures/proxy_cli.ts";
-import { pythonEnv, requirePython } from "./fixtures/python.ts";
+import { pythonEnv, pythonJson, requirePython } from "./fixtures/python.ts";
+import { arrakisJson } from "../lib/flight/discovery.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
 import {
   lastJson,
@@ -78,19 +79,16 @@ Deno.test("--allow-remote-clients: every forward listens where the proxy does an
   assertEquals(forwards.length, 4, proxy.stderr()); // info, its reuse forward, data-a, data-b
   for (const host of forwards) assertEquals(host, address);
 
-  const stream = JSON.stringify({
+  const stream = arrakisJson({
     request: "Stream",
-    args: { channels: [REAL_CHANNELS.H1[0], REAL_CHANNELS.L1[0]], start: 0, end: 0 },
-  }).replace('"start":0,"end":0', '"start":1400000000000000000,"end":1400000001000000000');
-  const output = await new Deno.Command(python.python, {
-    args: [CALLS, proxy.url, stream],
-    env: await pythonEnv(),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  assertEquals(output.success, true, text.decode(output.stderr));
-  const seen = JSON.parse(text.decode(output.stdout));
+    args: {
+      channels: [REAL_CHANNELS.H1[0], REAL_CHANNELS.L1[0]],
+      start: 1_400_000_000_000_000_000n,
+      end: 1_400_000_001_000_000_000n,
+    },
+  });
+  // deno-lint-ignore no-explicit-any
+  const seen = await pythonJson<any>([CALLS, proxy.url, stream]);
   assertEquals(seen.locations.length, 2);
   for (const [location] of seen.locations) {
     assertMatch(location, new RegExp(`^grpc://${address.replaceAll(".", "\\.")}:\\d+$`));
