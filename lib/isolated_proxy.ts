@@ -111,10 +111,13 @@ export class IsolatedProxy implements AsyncDisposable {
     this.locations = options.locations;
     this.address = address;
     this.#child = child;
-    // Forwards that move (an SSH reconnect could not re-take a port) reach the child.
+    // Forwards opened or moved from now on reach the child (and whichever child
+    // replaces it)...
     this.#unwatch = options.locations.watch((remote, local) =>
       this.#child.send({ type: "set", remote, local })
     );
+    // ...and so do those set while this one started, after its snapshot was sent.
+    child.sendLocations();
     this.#supervising = this.#supervise();
   }
 
@@ -282,6 +285,13 @@ class Child {
     });
   }
 
+  /** Sends every entry of the map; the child ignores those it has. */
+  sendLocations(): void {
+    for (const [remote, local] of this.#locations.entries()) {
+      this.send({ type: "set", remote, local });
+    }
+  }
+
   /** Sends the configuration and waits for the child to listen; then serves its requests. */
   async start(
     options: StartedOptions,
@@ -310,6 +320,8 @@ class Child {
       const message = next.value as FromChild;
       if (message.type === "ready") {
         this.#serve();
+        // Entries set while it started (after the snapshot above) would be missing.
+        this.sendLocations();
         return message.address;
       }
       if (message.type === "failed") throw new UserError(message.message);

@@ -6,8 +6,10 @@
  * Why not one `deno test --parallel`: Deno 2.9.6 can abort the whole process
  * inside nghttp2 when an HTTP/2 session receives GOAWAY (denoland/deno#36788).
  * The tests run real gRPC servers and clients in-process, so now and then a
- * runner dies that way with every file in it. Here a file whose runner is killed
- * by SIGABRT/SIGSEGV is run once more, says so loudly, and is counted in the
+ * runner dies that way with every file in it (or a fixture's server process
+ * does, taking the file's tests with it). Here a file whose runner is killed by
+ * SIGABRT/SIGSEGV, or that failed while printing nghttp2's abort, is run once
+ * more, says so loudly, and is counted in the
  * summary line, so a crash cannot hide behind a green rerun; an assertion that
  * fails is never retried. The product itself survives that crash by design
  * (lib/isolated_proxy.ts).
@@ -48,6 +50,8 @@ interface Outcome {
 }
 
 const decoder = new TextDecoder();
+/** What Deno prints when nghttp2 aborts it on GOAWAY (denoland/deno#36788). */
+const NGHTTP2_ABORT = /nghttp2_session\.c:\d+: .* Assertion .* failed/;
 
 function counts(output: string) {
   // "ok | 17 passed (6 steps) | 0 failed | 1 ignored (12s)" or "FAILED | …"
@@ -74,15 +78,21 @@ async function runFile(file: string): Promise<Outcome> {
     }).output();
     const seconds = (performance.now() - started) / 1000;
     const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
-    const crashed = output.signal === "SIGABRT" || output.signal === "SIGSEGV" ||
+    const runnerCrashed = output.signal === "SIGABRT" || output.signal === "SIGSEGV" ||
       output.code === 134 || output.code === 139;
+    // Another Deno process of the file (a fixture server, a proxy child) aborted the
+    // same way and took the test with it: it says so on the way out.
+    const fixtureCrashed = !output.success && NGHTTP2_ABORT.test(text);
+    const crashed = runnerCrashed || fixtureCrashed;
     console.log(`\n===== ${file} (${seconds.toFixed(0)} s, attempt ${attempt}) =====`);
     console.log(text.trimEnd());
     const { found, passed, failed, ignored } = counts(text);
     if (crashed && attempt === 1) {
       console.log(
-        `\n!!!!! ${file}: the deno test process was killed by ${
-          output.signal ?? `exit ${output.code}`
+        `\n!!!!! ${file}: ${
+          runnerCrashed
+            ? `the deno test process was killed by ${output.signal ?? `exit ${output.code}`}`
+            : "a Deno process of its fixtures aborted"
         }${
           /nghttp2/.test(text) ? " inside nghttp2 (denoland/deno#36788)" : ""
         }; running the file once more`,
