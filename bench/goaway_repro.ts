@@ -13,41 +13,14 @@
  */
 import { arrakisCommand, FlightTestClient } from "../tests/fixtures/flight_client.ts";
 import { getFreePort } from "../lib/ssh/free_port.ts";
+import { startMockProcess } from "../tests/fixtures/mock_process.ts";
 
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
-const MOCK_MAIN = new URL("../tests/fixtures/mock_arrakis_main.ts", import.meta.url).pathname;
-
-async function startBackend(port: number) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      CONFIG,
-      MOCK_MAIN,
-      JSON.stringify({ info: { host: "127.0.0.1", port } }),
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  await reader.read();
-  const input = child.stdin.getWriter();
-  return {
-    /** Graceful stop: the server shuts down and sends GOAWAY. */
-    async stop() {
-      await input.close();
-      await child.status;
-      await reader.cancel();
-    },
-  };
-}
 
 /** The victim: one client across `rounds` graceful server restarts. */
 async function victim(rounds: number): Promise<void> {
   const port = getFreePort();
-  let backend = await startBackend(port);
+  let backend = await startMockProcess(port);
   const client = FlightTestClient.connect(`grpc://127.0.0.1:${port}`);
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < 3; i++) {
@@ -56,7 +29,7 @@ async function victim(rounds: number): Promise<void> {
     await client.doAction("slow", "2000", { timeout: 100 }).catch(() => {});
     await backend.stop();
     await new Promise((resolve) => setTimeout(resolve, 100));
-    backend = await startBackend(port);
+    backend = await startMockProcess(port);
   }
   client.close();
   await backend.stop();

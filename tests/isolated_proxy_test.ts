@@ -11,42 +11,12 @@ import { getFreePort } from "../lib/ssh/free_port.ts";
 import type { Logger } from "../lib/log.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import { findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
+import { startMockProcess } from "./fixtures/mock_process.ts";
 
-const MOCK_MAIN = new URL("./fixtures/mock_arrakis_main.ts", import.meta.url).pathname;
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 const QUICK_RECONNECT = {
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 1000,
 };
-
-/** The mock deployment in its own process, so its shutdown is a real GOAWAY on the wire. */
-async function startBackend(infoPort: number) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      CONFIG,
-      MOCK_MAIN,
-      JSON.stringify({ info: { host: "127.0.0.1", port: infoPort } }),
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const ready = JSON.parse((await reader.read()).value!.split("\n")[0]);
-  const input = child.stdin.getWriter();
-  return {
-    ready,
-    /** Graceful stop: the servers shut down and send GOAWAY to their clients. */
-    async stop() {
-      await input.close();
-      await child.status;
-      await reader.cancel();
-    },
-  };
-}
 
 function recordingLogger(lines: string[]): Logger {
   return {
@@ -59,7 +29,7 @@ function recordingLogger(lines: string[]): Logger {
 }
 
 Deno.test("the child answers like the proxy; new endpoints are resolved by the parent", async () => {
-  let backend = await startBackend(getFreePort());
+  let backend = await startMockProcess(getFreePort());
   const resolved: string[] = [];
   const locations = new LocationMap([], (remote) => {
     resolved.push(remote.netloc);
@@ -108,7 +78,7 @@ Deno.test("the child answers like the proxy; new endpoints are resolved by the p
 });
 
 Deno.test("a child that dies is restarted on the same port", async () => {
-  const backend = await startBackend(getFreePort());
+  const backend = await startMockProcess(getFreePort());
   const log: string[] = [];
   await using proxy = await IsolatedProxy.start({
     backend: `grpc://${backend.ready.info}`,
@@ -129,7 +99,7 @@ Deno.test("a child that dies is restarted on the same port", async () => {
 
 Deno.test("the server restarting (GOAWAY) never takes the proxy down for good", async () => {
   const port = getFreePort();
-  let backend = await startBackend(port);
+  let backend = await startMockProcess(port);
   const log: string[] = [];
   await using proxy = await IsolatedProxy.start({
     backend: `grpc://${backend.ready.info}`,
@@ -148,7 +118,7 @@ Deno.test("the server restarting (GOAWAY) never takes the proxy down for good", 
       await client.doAction("slow", "2000", { timeout: 100 }).catch(() => {});
     }
     await backend.stop();
-    backend = await startBackend(port);
+    backend = await startMockProcess(port);
     await waitFor(
       async () => {
         using client = FlightTestClient.connect(proxy.url);
@@ -172,7 +142,7 @@ Deno.test("the server restarting (GOAWAY) never takes the proxy down for good", 
 });
 
 Deno.test("close() ends the child; a killed parent's child exits by itself", async () => {
-  const backend = await startBackend(getFreePort());
+  const backend = await startMockProcess(getFreePort());
   const proxy = await IsolatedProxy.start({
     backend: `grpc://${backend.ready.info}`,
     listen: "127.0.0.1:0",
