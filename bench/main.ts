@@ -292,7 +292,6 @@ async function overSsh(sizes: Sizes, venv: string, log: (line: string) => void):
     await using mockProxy = await startProxy(["-q", "-l", "127.0.0.1:0", ...ssh]);
     const result = await flightBench<{ figures: Record<string, Record<string, number[]>> }>(
       venv,
-      cache.dir,
       {
         mode: "compare",
         paths: { tunnel: tunnel.url, proxy: proxy.url, seed: seed.url },
@@ -317,7 +316,7 @@ async function overSsh(sizes: Sizes, venv: string, log: (line: string) => void):
 
   // Memory: fresh proxies, idle, then while rssBytes stream through their URL.
   const streamThrough = (url: string) =>
-    flightBench(venv, cache.dir, {
+    flightBench(venv, {
       mode: "stream",
       url,
       stream,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { pythonEnv } from "../tests/fixtures/python.ts";
+import { pythonEnv, pythonJson } from "../tests/fixtures/python.ts";
 import { sendSignal, stopChild } from "../lib/process.ts";
 import type { Netns } from "../tests/fixtures/netns.ts";
 
@@ -164,21 +164,8 @@ export async function startSeedProxy(
 }
 
 /** Runs `py/flight_bench.py` with `config`; resolves with its JSON answer. */
-export async function flightBench<T>(
-  venv: string,
-  cacheDir: string,
-  config: Record<string, unknown>,
-): Promise<T> {
-  const output = await new Deno.Command(`${venv}/bin/python`, {
-    args: [here("./py/flight_bench.py"), JSON.stringify(config)],
-    env: { XDG_CACHE_HOME: cacheDir },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  if (!output.success) {
-    throw new Error(`flight_bench.py failed (${output.code}):\n${text.decode(output.stderr)}`);
-  }
-  return JSON.parse(text.decode(output.stdout));
+export function flightBench<T>(venv: string, config: Record<string, unknown>): Promise<T> {
+  return pythonJson<T>([here("./py/flight_bench.py"), JSON.stringify(config)], {
+    python: `${venv}/bin/python`,
+  });
 }
