@@ -8,8 +8,8 @@
  * The tests run real gRPC servers and clients in-process, so now and then a
  * runner dies that way with every file in it (or a fixture's server process
  * does, taking the file's tests with it). Here a file whose runner is killed by
- * SIGABRT/SIGSEGV, or that failed while printing nghttp2's abort, is run once
- * more, says so loudly, and is counted in the
+ * SIGABRT/SIGSEGV, or that failed while printing nghttp2's abort, is run
+ * again (at most twice), says so loudly, and each rerun is counted in the
  * summary line, so a crash cannot hide behind a green rerun; an assertion that
  * fails is never retried. The product itself survives that crash by design
  * (lib/isolated_proxy.ts).
@@ -20,6 +20,8 @@
  */
 
 const JOBS = Number(Deno.env.get("TEST_JOBS") ?? 2);
+/** Runs of a file whose runner crashed in nghttp2; assertion failures get one. */
+const MAX_ATTEMPTS = 3;
 const SLOW = [
   "tests/e2e_test.ts",
   "tests/reliability_test.ts",
@@ -43,7 +45,7 @@ interface Outcome {
   passed: number;
   failed: number;
   ignored: number;
-  /** Runs after the first one: 1 when the first runner crashed. */
+  /** Runs after the first one, each because the one before crashed. */
   reruns: number;
   ok: boolean;
   seconds: number;
@@ -87,7 +89,7 @@ async function runFile(file: string): Promise<Outcome> {
     console.log(`\n===== ${file} (${seconds.toFixed(0)} s, attempt ${attempt}) =====`);
     console.log(text.trimEnd());
     const { found, passed, failed, ignored } = counts(text);
-    if (crashed && attempt === 1) {
+    if (crashed && attempt < MAX_ATTEMPTS) {
       console.log(
         `\n!!!!! ${file}: ${
           runnerCrashed
@@ -95,7 +97,7 @@ async function runFile(file: string): Promise<Outcome> {
             : "a Deno process of its fixtures aborted"
         }${
           /nghttp2/.test(text) ? " inside nghttp2 (denoland/deno#36788)" : ""
-        }; running the file once more`,
+        }; running the file again`,
       );
       continue;
     }
@@ -127,7 +129,7 @@ console.log("\n===== summary =====");
 for (const o of outcomes.sort((a, b) => a.file.localeCompare(b.file))) {
   console.log(
     `${o.ok ? "ok    " : "FAILED"} ${o.file}: ${o.passed} passed, ${o.failed} failed, ` +
-      `${o.ignored} ignored${o.reruns ? ", rerun after a runtime crash" : ""} ` +
+      `${o.ignored} ignored${o.reruns ? `, ${o.reruns} rerun after a runtime crash` : ""} ` +
       `(${o.seconds.toFixed(0)} s)`,
   );
 }
