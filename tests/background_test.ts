@@ -181,9 +181,16 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
     assertEquals(masters.length, 1, "one ssh master");
     const socket = masters[0][masters[0].indexOf("-S") + 1];
     const controlDir = socket.slice(0, socket.lastIndexOf("/"));
-    const stopped = await runProxy(["stop", cluster.sshHost], { env });
+    const stopped = await inShell(
+      "sh",
+      `eval "$($CMD)" && echo "S=\${ARRAKIS_SERVER-unset} P=\${ARRAKIS_PROXY_PID-unset}"`,
+      ["stop", cluster.sshHost],
+      { ...env, ARRAKIS_SERVER: first.url, ARRAKIS_PROXY_PID: String(first.pid) },
+    );
     assertEquals(stopped.code, 0, stopped.stderr);
     assertStringIncludes(stopped.stderr, `stopped the proxy for ${cluster.sshHost}`);
+    // As `eval "$(ssh-agent -k)"` does: this shell's variables named it, so they go.
+    assertEquals(stopped.stdout, "S=unset P=unset\n");
     assertEquals(running.filter(isAlive), [], "processes left behind");
     assertEquals(await Deno.stat(controlDir).then(() => "exists", () => "gone"), "gone");
     assertEquals(await files(state.dir), []);
@@ -207,8 +214,10 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
     const ambiguous = await runProxy(["stop"], { env });
     assertEquals(ambiguous.code, 2);
     assertMatch(ambiguous.stderr, /^arrakis-proxy: 2 background proxies are running; [^\n]*\n$/);
-    const all = await runProxy(["stop", "--all"], { env });
+    // A shell whose variables name another proxy keeps them: nothing on stdout.
+    const all = await runProxy(["stop", "--all"], { env: { ...env, ARRAKIS_PROXY_PID: "1" } });
     assertEquals(all.code, 0, all.stderr);
+    assertEquals(all.stdout, "");
     assertEquals(running.filter(isAlive), [], "processes left behind");
     assertEquals(await files(state.dir), []);
   });

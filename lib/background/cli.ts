@@ -15,7 +15,7 @@ import {
   startBackgroundProxy,
   stopBackgroundProxy,
 } from "./daemon.ts";
-import { evalLines, shellFromEnv, type ShellSyntax } from "./shell.ts";
+import { evalLines, shellFromEnv, type ShellSyntax, unsetLines } from "./shell.ts";
 
 /** Picks the eval syntax from `--sh`/`--csh`/`--fish`, else from `$SHELL`. */
 export function chooseShell(flags: { sh?: boolean; csh?: boolean; fish?: boolean }): ShellSyntax {
@@ -24,11 +24,15 @@ export function chooseShell(flags: { sh?: boolean; csh?: boolean; fish?: boolean
   return forced[0] ?? shellFromEnv(Deno.env.get("SHELL"));
 }
 
+/** The variables `-f` sets and `stop` unsets. */
+const PROXY_VARIABLES = ["ARRAKIS_SERVER", "ARRAKIS_PROXY_PID"] as const;
+
 /** The lines `eval` takes: ARRAKIS_SERVER and ARRAKIS_PROXY_PID. */
 export function proxyEvalLines(record: ProxyRecord, shell: ShellSyntax, quiet = false): string {
+  const [server, pid] = PROXY_VARIABLES;
   return evalLines(
     shell,
-    { ARRAKIS_SERVER: record.url, ARRAKIS_PROXY_PID: String(record.pid) },
+    { [server]: record.url, [pid]: String(record.pid) },
     quiet ? undefined : `Proxy pid ${record.pid}`,
   );
 }
@@ -69,13 +73,19 @@ export const STOP_HELP = `Usage: arrakis-proxy stop [SSH_HOST | --all]
 Stops background proxies as Ctrl-C stops a foreground one: the proxy, its
 forwards and the SSH connection close, and its record and log are removed.
 Without SSH_HOST: the proxy named by $ARRAKIS_PROXY_PID, else the only one.
+When the proxy this shell's $ARRAKIS_PROXY_PID names is stopped, stdout gets
+lines that unset ARRAKIS_SERVER and ARRAKIS_PROXY_PID, as \`ssh-agent -k\`
+prints them: eval "$(arrakis-proxy stop)".
 
 Options:
       --all                 stop every background proxy
+      --sh                  unset lines in sh syntax (default: from $SHELL)
+  -c, --csh                 unset lines in csh syntax
+      --fish                unset lines in fish syntax
   -h, --help                show this help
 `;
 
-function parse<T extends Record<string, { type: "boolean" }>>(
+function parse<T extends Record<string, { type: "boolean"; short?: string }>>(
   args: string[],
   options: T,
   command: string,
@@ -131,6 +141,9 @@ export function statusLine(record: ProxyRecord): string {
 export async function stopMain(args: string[], logger: Logger): Promise<number> {
   const { values, positionals } = parse(args, {
     all: { type: "boolean" },
+    sh: { type: "boolean" },
+    csh: { type: "boolean", short: "c" },
+    fish: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, "stop");
   if (values.help) {
@@ -141,6 +154,8 @@ export async function stopMain(args: string[], logger: Logger): Promise<number> 
   if (values.all && positionals.length > 0) {
     throw new UsageError("stop: SSH_HOST and --all conflict");
   }
+  const shell = chooseShell(values);
+  const ours = Number(Deno.env.get(PROXY_VARIABLES[1]));
   const { records, problems } = await listBackgroundProxies();
   for (const problem of problems) logger.warn(problem);
   let chosen: ProxyRecord[];
@@ -152,8 +167,7 @@ export async function stopMain(args: string[], logger: Logger): Promise<number> 
       throw new UserError(`no background proxy for ${positionals[0]} is running`);
     }
   } else {
-    const pid = Number(Deno.env.get("ARRAKIS_PROXY_PID"));
-    const named = records.filter((record) => record.pid === pid);
+    const named = records.filter((record) => record.pid === ours);
     if (named.length > 0) chosen = named;
     else if (records.length === 1) chosen = records;
     else if (records.length === 0) throw new UserError("no background proxy is running");
@@ -166,6 +180,10 @@ export async function stopMain(args: string[], logger: Logger): Promise<number> 
   for (const record of chosen) {
     await stopBackgroundProxy(record);
     logger.info(`stopped the proxy for ${record.host} (pid ${record.pid}, ${record.url})`);
+  }
+  // Only the shell whose variables name a stopped proxy loses them.
+  if (chosen.some((record) => record.pid === ours)) {
+    await writeStdout(unsetLines(shell, [...PROXY_VARIABLES]));
   }
   if (values.all && chosen.length === 0) logger.info("no background proxy is running");
   return problems.length > 0 ? 1 : 0;

@@ -11,6 +11,9 @@
  *   ARRAKIS_PROXY_PID: "1234",
  * }, "Proxy pid 1234");
  * // ARRAKIS_SERVER=grpc://localhost:31206; export ARRAKIS_SERVER; …
+ *
+ * unsetLines("sh", ["ARRAKIS_SERVER", "ARRAKIS_PROXY_PID"]);
+ * // unset ARRAKIS_SERVER;\nunset ARRAKIS_PROXY_PID;\n (what `ssh-agent -k` does)
  * ```
  *
  * @module
@@ -51,4 +54,10 @@ export function evalLines(
   });
   if (message !== undefined) lines.push(`echo ${quote(message, syntax)};`);
   return lines.join("\n") + "\n";
+}
+
+/** Unsets each variable, one statement a line (what `ssh-agent -k` prints). */
+export function unsetLines(syntax: ShellSyntax, names: string[]): string {
+  const unset = syntax === "csh" ? "unsetenv" : syntax === "fish" ? "set -e" : "unset";
+  return names.map((name) => `${unset} ${name};\n`).join("");
 }
