@@ -78,7 +78,8 @@ Options:
 Commands:
   status [--json]           list the background proxies (host, URL, server,
                             forwards, up since, reconnects, last error, log)
-  stop [SSH_HOST | --all]   stop background proxies; nothing is left behind
+  stop [SSH_HOST | --all]   stop background proxies; nothing is left behind;
+                            eval "$(arrakis-proxy stop)" also unsets the variables
   doctor SSH_HOST           check every step (ssh, server, each endpoint, a data
                             fetch) and print a report to paste into a help request;
                             see \`arrakis-proxy doctor --help\`
