@@ -143,6 +143,63 @@ export function processTree(pid: number): { own: number[]; ssh: number[] } {
   return { own, ssh };
 }
 
+const PAGE_BYTES = 4096;
+
+/**
+ * Physical memory backing `pids` together, in MiB: every page frame any of them
+ * has resident, counted once. Summing VmRSS counts twice what the processes
+ * share (the proxy's two processes map the same ~35 MiB `deno` binary), so
+ * this is what the machine spends on them. Reads `/proc/PID/pagemap`, whose
+ * frame numbers only root sees; a process that is gone adds nothing.
+ */
+export function physicalMiB(pids: number[]): number {
+  const frames = new Set<number>();
+  for (const pid of pids) {
+    let smaps: string;
+    let pagemap: Deno.FsFile;
+    try {
+      smaps = Deno.readTextFileSync(`/proc/${pid}/smaps`);
+      pagemap = Deno.openSync(`/proc/${pid}/pagemap`, { read: true });
+    } catch {
+      continue;
+    }
+    try {
+      let range: [number, number] | undefined;
+      for (const line of smaps.split("\n")) {
+        const mapping = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+        if (mapping) {
+          range = [parseInt(mapping[1], 16), parseInt(mapping[2], 16)];
+          continue;
+        }
+        const rss = /^Rss:\s+(\d+) kB/.exec(line);
+        if (!rss || !range || rss[1] === "0") continue;
+        // One 64-bit entry per page: bit 63 present, bits 0-54 the frame number.
+        const pages = (range[1] - range[0]) / PAGE_BYTES;
+        const entries = new Uint8Array(pages * 8);
+        pagemap.seekSync((range[0] / PAGE_BYTES) * 8, Deno.SeekMode.Start);
+        for (let read = 0; read < entries.length;) {
+          const n = pagemap.readSync(entries.subarray(read));
+          if (!n) break;
+          read += n;
+        }
+        const view = new DataView(entries.buffer);
+        for (let page = 0; page < pages; page++) {
+          const high = view.getUint32(page * 8 + 4, true);
+          if (high & 0x8000_0000) {
+            frames.add((high & 0x7f_ffff) * 2 ** 32 + view.getUint32(page * 8, true));
+          }
+        }
+      }
+    } finally {
+      pagemap.close();
+    }
+  }
+  if (frames.size === 1 && frames.has(0)) {
+    throw new Error("physicalMiB: /proc/PID/pagemap shows no frame numbers (run as root)");
+  }
+  return frames.size * PAGE_BYTES / 2 ** 20;
+}
+
 /** Sum of {@link rssMiB} over `pids`. */
 export function sumRssMiB(pids: number[], options: { peak?: boolean } = {}): number {
   return pids.reduce((sum, pid) => sum + rssMiB(pid, options), 0);

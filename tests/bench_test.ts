@@ -24,12 +24,16 @@ const SSH_NUMBERS = [
   "seedReadyMarginMs",
   "getFlightInfoAddedP50Ms",
   "seedGetFlightInfoAddedP50Ms",
-  "proxyIdleRssMiB",
-  "proxyPeakRssMiB",
-  "proxyThroughIdleRssMiB",
-  "proxyThroughPeakRssMiB",
-  "seedIdleRssMiB",
-  "seedPeakRssMiB",
+  "proxyIdleMiB",
+  "proxyPeakMiB",
+  "proxyIdleRssSumMiB",
+  "proxyPeakRssSumMiB",
+  "proxyThroughIdleMiB",
+  "proxyThroughPeakMiB",
+  "seedIdleMiB",
+  "seedPeakMiB",
+  "seedIdleRssSumMiB",
+  "seedPeakRssSumMiB",
 ];
 
 function assertPathFigure(figures: Record<string, unknown>, key: string, paths: string[]): void {
@@ -85,7 +89,14 @@ Deno.test("deno task bench --quick writes a report with every figure", async () 
     }
     for (const key of SSH_NUMBERS) {
       assert(Number.isFinite(report.ssh[key]), `ssh.${key} = ${report.ssh[key]}`);
+      if (key.endsWith("MiB")) assert(report.ssh[key] > 0, `ssh.${key} = ${report.ssh[key]}`);
     }
+    // The proxy's two processes map the same deno binary: counted once, they use
+    // less than their VmRSS added up.
+    assert(
+      report.ssh.proxyIdleMiB < report.ssh.proxyIdleRssSumMiB,
+      `${report.ssh.proxyIdleMiB} vs ${report.ssh.proxyIdleRssSumMiB}`,
+    );
     assertEquals(report.goals.length, 8);
     for (const goal of report.goals) {
       assert(Number.isFinite(goal.value), `${goal.goal}: ${goal.value}`);
