@@ -8,7 +8,8 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { isolatedDenoEnv, serveCheckout } from "./fixtures/served_checkout.ts";
 import { startCluster } from "./fixtures/cluster.ts";
-import { startProxy } from "./fixtures/proxy_cli.ts";
+import { runProxy, startProxy } from "./fixtures/proxy_cli.ts";
+import { isAlive, waitFor } from "./fixtures/processes.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -157,4 +158,43 @@ console.log(JSON.stringify({ closed }));
   assertEquals(first.rows, 3 * 32);
   assertEquals(second, { closed: true });
   assert(served.requested.includes("/mod.ts"));
+});
+
+Deno.test("-f from a URL: the background proxy runs from the same URL; stop ends it", async () => {
+  await using cluster = await startCluster();
+  await using served = await serveCheckout();
+  await using isolated = await isolatedDenoEnv();
+  const runtime = await Deno.makeTempDir({ prefix: "arrakis-url-bg-" });
+  await Deno.chmod(runtime, 0o700);
+  const program = [Deno.execPath(), "run", "-A", `${served.url}main.ts`];
+  const env = { ...isolated.env, XDG_RUNTIME_DIR: runtime, SHELL: "/bin/sh" };
+  try {
+    const started = await runProxy(
+      ["-f", "-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost],
+      { program, cwd: isolated.cwd, env },
+    );
+    assertEquals(started.code, 0, started.stderr);
+    const pid = Number(/ARRAKIS_PROXY_PID=(\d+);/.exec(started.stdout)?.[1]);
+    const url = /ARRAKIS_SERVER=(grpc:\/\/\S+);/.exec(started.stdout)?.[1];
+    assert(pid > 0 && url, started.stdout);
+    // The background process is this program again, from the served URL.
+    const argv = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+    assert(argv.includes(`${served.url}main.ts`), argv.join(" "));
+    let rows = 0;
+    {
+      using client = FlightTestClient.connect(url);
+      const info = await client.getFlightInfo(arrakisCommand("Stream", {}));
+      for (const endpoint of info.endpoint) {
+        using data = FlightTestClient.connect(endpoint.location[0].uri);
+        rows += (await data.doGet(endpoint.ticket!.ticket)).table.numRows;
+      }
+    }
+    assertEquals(rows, 3 * 32);
+    const stopped = await runProxy(["stop", "--all"], { program, cwd: isolated.cwd, env });
+    assertEquals(stopped.code, 0, stopped.stderr);
+    await waitFor(() => !isAlive(pid), 10_000, "the background proxy to exit");
+  } finally {
+    await runProxy(["stop", "--all"], { program, cwd: isolated.cwd, env }).catch(() => undefined);
+    await Deno.remove(runtime, { recursive: true });
+  }
 });
