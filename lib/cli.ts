@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "./command_line.ts";
+import { parseServerUrl } from "./ssh/remote_server.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
@@ -132,16 +133,10 @@ export interface DoctorArgs {
 
 /** Parses the arguments after `doctor`. */
 export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
-  let values, positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      options: DOCTOR_OPTIONS,
-      allowPositionals: true,
-    }));
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split("\n")[0]}; see doctor --help`);
-  }
+  const { values, positionals } = parseCommandLine(
+    { args, options: DOCTOR_OPTIONS, allowPositionals: true },
+    "doctor --help",
+  );
   if (values.help) return "help";
   if (positionals.length !== 1) {
     throw new UsageError(
@@ -150,7 +145,7 @@ export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
   }
   return {
     sshHost: positionals[0],
-    server: values.server,
+    server: checkedServer(values.server),
     sshConfig: values["ssh-config"],
     sshOptions: values["ssh-option"] ?? [],
     channels: values.channel ?? [],
@@ -206,13 +201,10 @@ export interface CliArgs {
 
 /** Parses the command line; `help`/`version` requests come back as such. */
 export function parseCli(args: string[]): CliArgs | "help" | "version" {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, tokens: true });
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split("\n")[0]}; see --help`);
-  }
-  const { values, tokens } = parsed;
+  const { values, tokens } = parseCommandLine(
+    { args, options: OPTIONS, allowPositionals: true, tokens: true },
+    "--help",
+  );
   if (values.help) return "help";
   if (values.version) return "version";
   const terminator = tokens.find((t) => t.kind === "option-terminator")?.index ?? args.length;
@@ -237,7 +229,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
   return {
     sshHost: positionals[0],
     command,
-    server: values.server,
+    server: checkedServer(values.server),
     listen: values.listen,
     sshConfig: values["ssh-config"],
     sshOptions: values["ssh-option"] ?? [],
@@ -246,6 +238,17 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
     ...(background && { background }),
   };
+}
+
+/** `--server` as given, once it parses: a bad URL is bad usage, found before connecting. */
+function checkedServer(server: string | undefined): string | undefined {
+  if (server === undefined) return undefined;
+  try {
+    parseServerUrl(server, "--server");
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  return server;
 }
 
 /** The `-f` options, checked. */

@@ -117,6 +117,42 @@ Deno.test("a hostile remote ARRAKIS_SERVER is refused with one line", async () =
   });
 });
 
+Deno.test("a bad --server is bad usage: one line, exit 2, before ssh runs", async () => {
+  await withMarker(async (marker) => {
+    const ssh = ["-o", `ProxyCommand=touch ${marker}`, "somehost"];
+    for (
+      const [server, why] of [
+        ["ftp://info:31206", "scheme ftp:// is not grpc:// or grpc+tcp://"],
+        ["grpc://info:31206/path", "only host:port is allowed"],
+        ["grpc://info", "missing :port"],
+        [`--server=-oProxyCommand=touch ${marker}`, "invalid Arrakis server"],
+      ]
+    ) {
+      const args = server.startsWith("--") ? [server] : ["-s", server];
+      assertOneLine(await runProxy(["-q", ...args, ...ssh]), 2, why);
+      assertOneLine(await runProxy(["doctor", ...args, ...ssh]), 2, why);
+    }
+  });
+});
+
+Deno.test("an unknown option: one short line naming it and the help to read", async () => {
+  assertOneLine(
+    await runProxy(["--bogus", "h"]),
+    2,
+    /^arrakis-proxy: unknown option '--bogus'; see --help$/,
+  );
+  assertOneLine(
+    await runProxy(["doctor", "-l", "h"]),
+    2,
+    /^arrakis-proxy: unknown option '-l'; see doctor --help$/,
+  );
+  assertOneLine(
+    await runProxy(["stop", "--json"]),
+    2,
+    /^arrakis-proxy: unknown option '--json'; see stop --help$/,
+  );
+});
+
 Deno.test("--listen on a port in use: one line, exit 1, before ssh runs", async () => {
   await withMarker(async (marker) => {
     using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import type { Logger } from "../log.ts";
 import { UsageError, UserError } from "../errors.ts";
+import { parseCommandLine } from "../command_line.ts";
 import {
   type BackgroundOptions,
   listBackgroundProxies,
@@ -85,24 +85,13 @@ Options:
   -h, --help                show this help
 `;
 
-function parse<T extends Record<string, { type: "boolean"; short?: string }>>(
-  args: string[],
-  options: T,
-  command: string,
-) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true });
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split("\n")[0]}; see ${command} --help`);
-  }
-}
-
 /** `arrakis-proxy status [--json]`. */
 export async function statusMain(args: string[], logger: Logger): Promise<number> {
-  const { values, positionals } = parse(args, {
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  }, "status");
+  const { values, positionals } = parseCommandLine({
+    args,
+    options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    allowPositionals: true,
+  }, "status --help");
   if (values.help) {
     await writeStdout(STATUS_HELP);
     return 0;
@@ -139,13 +128,17 @@ export function statusLine(record: ProxyRecord): string {
 
 /** `arrakis-proxy stop [SSH_HOST | --all]`. */
 export async function stopMain(args: string[], logger: Logger): Promise<number> {
-  const { values, positionals } = parse(args, {
-    all: { type: "boolean" },
-    sh: { type: "boolean" },
-    csh: { type: "boolean", short: "c" },
-    fish: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  }, "stop");
+  const { values, positionals } = parseCommandLine({
+    args,
+    options: {
+      all: { type: "boolean" },
+      sh: { type: "boolean" },
+      csh: { type: "boolean", short: "c" },
+      fish: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+  }, "stop --help");
   if (values.help) {
     await writeStdout(STOP_HELP);
     return 0;
