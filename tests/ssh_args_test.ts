@@ -1,6 +1,7 @@
 /** The ssh command lines, checked without running ssh (lib/ssh/args.ts is pure). */
 import { forwardSpec, masterArgs, muxArgs, userSshArgs } from "../lib/ssh/args.ts";
 import { sessionEnvCommand } from "../lib/ssh/session_env.ts";
+import { platformProblem } from "../lib/ssh/command.ts";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 
 Deno.test("the master: our must-hold options first, the user's -F/-o next, overridable defaults last", () => {
@@ -45,4 +46,9 @@ Deno.test("the keepalive session's command reports each variable between markers
   );
   assert(command.endsWith("exec cat"));
   assertThrows(() => sessionEnvCommand(["A B"]), TypeError);
+});
+
+Deno.test("Windows is refused with what to do instead; Linux and macOS are not", () => {
+  assert(/ControlMaster.*WSL/.test(platformProblem("windows") ?? ""));
+  assertEquals([platformProblem("linux"), platformProblem("darwin")], [undefined, undefined]);
 });

@@ -10,6 +10,18 @@ import { UserError } from "../errors.ts";
 import { settlesWithin } from "../async.ts";
 import type { Logger } from "../log.ts";
 
+/**
+ * Why this operating system cannot run the proxy, or undefined when it can.
+ * Everything here rests on OpenSSH connection sharing (ControlMaster), which
+ * the OpenSSH that ships with Windows does not implement.
+ */
+export function platformProblem(os: typeof Deno.build.os): string | undefined {
+  return os === "windows"
+    ? "Windows' OpenSSH has no connection sharing (ControlMaster), which arrakis-proxy " +
+      "needs; run it under WSL, or on a Linux or macOS machine"
+    : undefined;
+}
+
 /** What a finished ssh command left behind. */
 export interface SshResult {
   /** Exit status (255 is ssh's own failure; others come from the remote command). */

@@ -30,6 +30,7 @@ import { sendSignal, stopChild } from "../process.ts";
 import { formatNetloc } from "../netloc.ts";
 import {
   lastLine,
+  platformProblem,
   runSsh,
   spawnSsh,
   type SshResult,
@@ -181,6 +182,8 @@ export class SshConnection implements AsyncDisposable {
    * cannot connect (`ssh to HOST failed (exit 255): <ssh's last line>`).
    */
   static async connect(options: ConnectOptions): Promise<SshConnection> {
+    const problem = platformProblem(Deno.build.os);
+    if (problem) throw new UserError(problem);
     assertSshDestination(options.host);
     options.signal?.throwIfAborted();
     const dir = options.adopt?.slice(0, options.adopt.lastIndexOf("/")) ?? await makeControlDir();
