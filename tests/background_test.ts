@@ -12,6 +12,7 @@ import { proxyCommand, runProxy } from "./fixtures/proxy_cli.ts";
 import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
 import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
 import { pingFlight } from "../lib/flight/client.ts";
+import { requirePython } from "./fixtures/python.ts";
 
 /** A private state directory, as XDG_RUNTIME_DIR for the command. */
 async function stateEnv(): Promise<{ env: Record<string, string>; dir: string } & AsyncDisposable> {
@@ -140,6 +141,31 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
       forced.stdout.split("\n")[0],
       `ARRAKIS_SERVER=${first.url}; export ARRAKIS_SERVER;`,
     );
+  });
+
+  await t.step("the README's notebook snippet finds the running proxy", async () => {
+    const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+    const snippet = /```python\n(import os, re, subprocess\n[\s\S]*?)```/.exec(readme)?.[1];
+    assert(snippet, "the notebook snippet is in the README");
+    // The snippet as written, with the test's command line for `arrakis-proxy` and its host.
+    const script = snippet
+      .replace(`["arrakis-proxy", "-f", "--sh", "login.example.org"]`, "ARGV")
+      .replace(
+        "import os, re, subprocess",
+        "import json, os, re, subprocess\nARGV = json.loads(os.environ['ARGV'])",
+      ) +
+      `print(os.environ["ARRAKIS_SERVER"])\n`;
+    assert(script.includes("subprocess.run(ARGV,"), script);
+    const output = await new Deno.Command(requirePython().python, {
+      args: ["-c", script],
+      env: { ...env, ARGV: JSON.stringify(proxyCommand(["-f", "--sh", ...sshArgs(cluster)])) },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+    assertEquals(output.code, 0, decode(output.stderr));
+    assertEquals(decode(output.stdout), `${first.url}\n`);
   });
 
   await t.step("status: one line, and --json; record, log and directory are private", async () => {
