@@ -56,7 +56,8 @@ COMMAND, runs it with ARRAKIS_SERVER set and exits with its status.
 
 Options:
   -s, --server URL          remote Arrakis server (default: remote $ARRAKIS_SERVER)
-  -l, --listen HOST:PORT    local proxy address (default localhost:31206)
+  -l, --listen HOST:PORT    local proxy address (default localhost:31206, or a
+                            free port when that one is taken)
   -F, --ssh-config FILE     passed to ssh as -F
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
       --allow-remote-clients

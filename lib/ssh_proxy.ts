@@ -57,7 +57,8 @@ export function connectOptions(sshHost: string, options: SshOptions): ConnectOpt
 /** Options of {@link sshProxy}. */
 export interface SshProxyOptions extends SshOptions {
   /**
-   * Local proxy address, `HOST:PORT`.
+   * Local proxy address, `HOST:PORT`. Left out: `localhost:31206`, or a free
+   * port when that one is taken (said at info level; {@link SshProxy.url} names it).
    * @default {"localhost:31206"}
    */
   listen?: string;
@@ -140,18 +141,39 @@ export function listenAddress(
   return listen;
 }
 
-/** Checks that the listen address can be bound, before anyone types a password. */
-export function assertListenable({ host, port }: HostPort): void {
-  if (port === 0) return;
+/**
+ * The address to bind, checked before anyone types a password. When no
+ * `listen` was given and the default port is taken (a proxy for another
+ * cluster, say), a free port instead, said in one info line: the URL handed
+ * out names the port in use. A taken address the user asked for is an error.
+ *
+ * @throws {UserError} when the address cannot be bound.
+ */
+export function listenable(
+  listen: HostPort,
+  { isDefault = false, logger = silentLogger }: { isDefault?: boolean; logger?: Logger } = {},
+): HostPort {
+  if (listen.port === 0) return listen;
+  const where = formatNetloc(listen.host, listen.port);
   try {
-    Deno.listen({ hostname: host, port }).close();
+    Deno.listen({ hostname: listen.host, port: listen.port }).close();
+    return listen;
   } catch (error) {
-    const where = formatNetloc(host, port);
-    if (error instanceof Deno.errors.AddrInUse) {
-      throw new UserError(`cannot listen on ${where}: address already in use`);
+    if (!(error instanceof Deno.errors.AddrInUse)) {
+      throw new UserError(`cannot listen on ${where}: ${(error as Error).message}`);
     }
-    throw new UserError(`cannot listen on ${where}: ${(error as Error).message}`);
   }
+  if (isDefault) {
+    logger.info(
+      `${where} is in use (another arrakis-proxy? \`arrakis-proxy status\` lists background ` +
+        `ones); listening on a free port instead`,
+    );
+    return { ...listen, port: 0 };
+  }
+  throw new UserError(
+    `cannot listen on ${where}: address already in use (another arrakis-proxy? see ` +
+      `\`arrakis-proxy status\`, or choose another with --listen)`,
+  );
 }
 
 /** Options of the {@link connect} stage; `onDown`/`onUp` as {@link SshSupervisor} calls them. */
@@ -320,11 +342,13 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const logger = options.logger ?? silentLogger;
   // Before anything else: a host starting with "-" must never get near ssh.
   assertSshDestination(sshHost);
-  const listen = listenAddress(options);
-  if (!isLoopbackHost(listen.host)) {
-    logger.warn(`listening on ${listen.host}: anyone who can reach it can read the cluster's data`);
+  const requested = listenAddress(options);
+  if (!isLoopbackHost(requested.host)) {
+    logger.warn(
+      `listening on ${requested.host}: anyone who can reach it can read the cluster's data`,
+    );
   }
-  assertListenable(listen);
+  const listen = listenable(requested, { isDefault: options.listen === undefined, logger });
   options.signal?.throwIfAborted();
   // Clients on other machines must reach the forwards too: they listen where the proxy does.
   const remoteClients = !isLoopbackHost(listen.host);

@@ -248,6 +248,39 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
     assertEquals(await files(state.dir), []);
   });
 
+  await t.step(
+    "-f for a second site while the default port is taken: a free port, said",
+    async () => {
+      // The same sshd under a second name: another record, as for another cluster.
+      const secondConfig = `${state.dir}/../ssh_config_second`;
+      await Deno.writeTextFile(
+        secondConfig,
+        (await Deno.readTextFile(cluster.sshConfigPath))
+          .replace(`Host ${cluster.sshHost}`, `Host ${cluster.sshHost} second-site`),
+      );
+      let holder: Deno.Listener | undefined;
+      try {
+        holder = Deno.listen({ hostname: "localhost", port: 31206 });
+      } catch { /* taken already: as good */ }
+      try {
+        const run = await runProxy(["-f", "-F", secondConfig, "second-site"], { env });
+        assertEquals(run.code, 0, run.stderr);
+        assertMatch(
+          run.stderr,
+          /localhost:31206 is in use \(.*\); listening on a free port instead/,
+        );
+        const url = /ARRAKIS_SERVER=(grpc:\/\/\S+);/.exec(run.stdout)?.[1];
+        assert(url && !url.endsWith(":31206"), run.stdout);
+        assert(await pingFlight(url) >= 0);
+        const stopped = await runProxy(["stop", "second-site"], { env });
+        assertEquals(stopped.code, 0, stopped.stderr);
+        assertEquals(await files(state.dir), []);
+      } finally {
+        holder?.close();
+      }
+    },
+  );
+
   await t.step("a killed proxy's record is cleaned up, never trusted", async () => {
     const run = await runProxy(["-f", ...sshArgs(cluster)], { env });
     assertEquals(run.code, 0, run.stderr);

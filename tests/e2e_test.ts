@@ -211,3 +211,40 @@ Deno.test("a password typed at ssh's prompt in a terminal (tmux)", async () => {
   // Ctrl-C is for the proxy: its ssh session must not take it for a lost connection.
   assertEquals((await screen()).includes("reconnecting"), false, await screen());
 });
+
+Deno.test("the default port taken (a proxy for another cluster): a free port, said in one line", async () => {
+  await using cluster = await startCluster();
+  // Held here, or already held by someone else: taken either way.
+  let holder: Deno.Listener | undefined;
+  try {
+    holder = Deno.listen({ hostname: "localhost", port: 31206 });
+  } catch { /* taken */ }
+  try {
+    await using proxy = await startProxy(["-F", cluster.sshConfigPath, cluster.sshHost]);
+    assertMatch(proxy.url, /^grpc:\/\/localhost:\d+$/);
+    assert(!proxy.url.endsWith(":31206"), proxy.url);
+    assertMatch(
+      proxy.stderr(),
+      /^arrakis-proxy: localhost:31206 is in use \(.*\); listening on a free port instead$/m,
+    );
+    let rows = 0;
+    {
+      using client = FlightTestClient.connect(proxy.url);
+      const info = await client.getFlightInfo(arrakisCommand("Stream", {}));
+      for (const endpoint of info.endpoint) {
+        using data = FlightTestClient.connect(endpoint.location[0].uri);
+        rows += (await data.doGet(endpoint.ticket!.ticket)).table.numRows;
+      }
+    }
+    assertEquals(rows, 3 * 32);
+    // Asked for by name, a taken port stays an error, before ssh runs.
+    const named = await runProxy(["-q", "-l", "localhost:31206", "-F", cluster.sshConfigPath, "h"]);
+    assertEquals(named.code, 1);
+    assertMatch(
+      named.stderr,
+      /^arrakis-proxy: cannot listen on localhost:31206: address already in use \(.*--listen\)\n$/,
+    );
+  } finally {
+    holder?.close();
+  }
+});

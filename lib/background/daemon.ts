@@ -27,8 +27,8 @@ import { SshConnection } from "../ssh/connection.ts";
 import { assertSshDestination } from "../ssh/validate.ts";
 import { formatNetloc } from "../netloc.ts";
 import {
-  assertListenable,
   connectOptions,
+  listenable,
   listenAddress,
   sshProxy,
   type SshProxyOptions,
@@ -141,7 +141,8 @@ export async function startBackgroundProxy(
     (options.listen === undefined || record.listen === wanted)
   );
   if (running) return { ...running, alreadyRunning: true };
-  assertListenable(listen);
+  // A taken default port is not an error: the background process picks a free one and says so.
+  listenable(listen, { isDefault: options.listen === undefined });
   options.signal?.throwIfAborted();
 
   // The background process logs "connecting to" itself (relayed below).
