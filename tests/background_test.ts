@@ -296,10 +296,25 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
   await t.step(
     "a proxy whose SSH connection is gone for good exits and removes its record",
     async () => {
-      const run = await runProxy(["-f", "--give-up-after", "2", ...sshArgs(cluster)], { env });
+      const run = await runProxy(["-f", "--give-up-after", "8", ...sshArgs(cluster)], { env });
       assertEquals(run.code, 0, run.stderr);
       const pid = Number(/ARRAKIS_PROXY_PID=(\d+);/.exec(run.stdout)![1]);
       await cluster.sshd.kill();
+      // While it reconnects, -f finds it and says that its connection is down.
+      const reconnecting = async () => {
+        const listed = await runProxy(["status", "--json"], { env });
+        return JSON.parse(listed.stdout)[0]?.state === "reconnecting";
+      };
+      await waitFor(reconnecting, 15_000, "the proxy to notice the lost connection");
+      const found = await runProxy(["-f", ...sshArgs(cluster)], { env });
+      assertEquals(found.code, 0, found.stderr);
+      assertStringIncludes(found.stdout, `ARRAKIS_PROXY_PID=${pid};`);
+      assertMatch(
+        found.stderr,
+        new RegExp(
+          `already running \\(pid ${pid}, .*its SSH connection is down and it is reconnecting`,
+        ),
+      );
       await waitFor(() => !isAlive(pid), 30_000, "the proxy to give up");
       const status = await runProxy(["status"], { env });
       assertEquals([status.code, status.stdout], [0, ""], status.stderr);

@@ -44,10 +44,17 @@ export async function backgroundMain(
 ): Promise<number> {
   const proxy = await startBackgroundProxy(sshHost, options);
   if (proxy.alreadyRunning) {
-    options.logger.info(
-      `a background proxy for ${sshHost} is already running (pid ${proxy.pid}, since ` +
-        `${proxy.started}); stop it with: arrakis-proxy stop ${sshHost}`,
-    );
+    const found = `a background proxy for ${sshHost} is already running (pid ${proxy.pid}, since ` +
+      `${proxy.started})`;
+    if (proxy.state === "reconnecting") {
+      // Its URL is handed out all the same: calls fail UNAVAILABLE until SSH is back.
+      options.logger.warn(
+        `${found}, but its SSH connection is down and it is reconnecting` +
+          `${proxy.lastError ? ` (${proxy.lastError})` : ""}; its log: ${proxy.log}`,
+      );
+    } else {
+      options.logger.info(`${found}; stop it with: arrakis-proxy stop ${sshHost}`);
+    }
   } else {
     options.logger.info(`running in the background; log: ${proxy.log}`);
   }
