@@ -67,6 +67,7 @@ Options:
   -f, --background          prompt here, then run in the background and print lines
                             for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
                             already running for SSH_HOST is found, not started again
+                            (and logged in again here if it is reconnecting)
       --sh                  -f: print sh syntax (default: from $SHELL, as ssh-agent does)
   -c, --csh                 -f: print csh syntax
       --fish                -f: print fish syntax

@@ -118,6 +118,14 @@ export interface SshProxy extends AsyncDisposable {
   readonly forwards: readonly { remote: string; local: string; purpose?: "reuse-connection" }[];
   /** How often the SSH connection was lost and made again. */
   readonly reconnects: number;
+  /**
+   * While `reconnecting`: reconnect at once over an SSH master that another
+   * process authenticated (its control socket), for a proxy that cannot prompt
+   * itself (a background one, whose login needs a password).
+   *
+   * @throws {UserError} when the connection is not down.
+   */
+  reconnectWith(controlPath: string): void;
   /** Stops the proxy, the forwards and the SSH connection. */
   close(): Promise<void>;
 }
@@ -451,6 +459,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     get reconnects() {
       return reconnects;
     },
+    reconnectWith: (controlPath) => ssh.reconnectWith(controlPath),
     close,
     [Symbol.asyncDispose]: close,
   };

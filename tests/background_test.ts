@@ -13,6 +13,7 @@ import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
 import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
 import { pingFlight } from "../lib/flight/client.ts";
 import { requirePython } from "./fixtures/python.ts";
+import { streamRowsVia } from "./fixtures/flight_client.ts";
 
 /** A private state directory, as XDG_RUNTIME_DIR for the command. */
 async function stateEnv(): Promise<{ env: Record<string, string>; dir: string } & AsyncDisposable> {
@@ -363,6 +364,53 @@ Deno.test("-f with a password typed in a terminal (tmux); the proxy outlives the
   assertEquals(failed.code, 1);
   assertEquals(failed.stdout, "");
   assertMatch(failed.stderr, /^arrakis-proxy: ssh to \S+ failed \(exit 255\): [^\n]*\n$/m);
+  assertEquals(await files(state.dir), []);
+});
+
+Deno.test("-f again from a terminal logs in for a proxy that is reconnecting and cannot prompt", async () => {
+  await using cluster = await startCluster({ passwordUser: { password: "bg-pw-31207" } });
+  await using state = await stateEnv();
+  const terminalEnv = { XDG_RUNTIME_DIR: state.env.XDG_RUNTIME_DIR, SHELL: "/bin/sh" };
+  const inTerminal = async (args: string[]) => {
+    const command = proxyCommand(args).map(shellQuote).join(" ");
+    await using terminal = await startTerminal(
+      cluster.sshd.dir,
+      `eval "$(${command})"; echo "S=$ARRAKIS_SERVER P=$ARRAKIS_PROXY_PID"; sleep 600`,
+      { env: terminalEnv },
+    );
+    await waitFor(async () => /password:/i.test(await terminal.screen()), 60_000, "the prompt");
+    await terminal.sendKeys("bg-pw-31207", "Enter");
+    await waitFor(async () => /S=grpc:\S+ P=\d+/.test(await terminal.screen()), 60_000, "eval");
+    return { screen: await terminal.screen(), proxy: evaluated(await terminal.screen()) };
+  };
+  const first = (await inTerminal(["-f", "-l", "localhost:0", ...sshArgs(cluster)])).proxy;
+
+  // The master goes (as when a laptop sleeps); a password login cannot be made again here.
+  const masters = findProcesses(cluster.sshConfigPath).filter((pid) =>
+    Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").includes("-M")
+  );
+  assertEquals(masters.length, 1, "one ssh master");
+  Deno.kill(masters[0], "SIGKILL");
+  const listed = async () => JSON.parse((await runProxy(["status", "--json"], state)).stdout)[0];
+  await waitFor(async () => (await listed())?.state === "reconnecting", 20_000, "reconnecting");
+  await new Promise((resolve) => setTimeout(resolve, 2000)); // a BatchMode retry or two fail
+  assertEquals((await listed())?.state, "reconnecting", "it came back without a password");
+
+  const again = await inTerminal(["-f", ...sshArgs(cluster)]);
+  assertEquals(again.proxy, first, "the same proxy, the same URL");
+  assertStringIncludes(again.screen, "is reconnecting; logging in again here");
+  assertStringIncludes(again.screen, "is connected again");
+  const record = await listed();
+  assertEquals([record.state, record.reconnects, record.pid], ["up", 1, first.pid]);
+  assertEquals(await files(state.dir), [`${first.pid}.json`, `${first.pid}.log`]);
+  // The terminal that logged in is gone; the proxy keeps the connection and serves.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assertEquals((await listed())?.state, "up");
+  assertEquals(await streamRowsVia(first.url), 3 * 32);
+  const running = proxyProcesses(first.pid, cluster);
+  const stopped = await runProxy(["stop", "--all"], state);
+  assertEquals(stopped.code, 0, stopped.stderr);
+  assertEquals(running.filter(isAlive), []);
   assertEquals(await files(state.dir), []);
 });
 

@@ -9,7 +9,12 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./asser
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { proxyCommand, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
-import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
+import {
+  arrakisCommand,
+  endpointLocations,
+  FlightTestClient,
+  streamRowsVia,
+} from "./fixtures/flight_client.ts";
 import { expectedTable } from "./fixtures/mock_arrakis.ts";
 import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
 import { PROXY_CHILD_FLAG } from "../lib/proxy_process/protocol.ts";
@@ -227,16 +232,7 @@ Deno.test("the default port taken (a proxy for another cluster): a free port, sa
       proxy.stderr(),
       /^arrakis-proxy: localhost:31206 is in use \(.*\); listening on a free port instead$/m,
     );
-    let rows = 0;
-    {
-      using client = FlightTestClient.connect(proxy.url);
-      const info = await client.getFlightInfo(arrakisCommand("Stream", {}));
-      for (const endpoint of info.endpoint) {
-        using data = FlightTestClient.connect(endpoint.location[0].uri);
-        rows += (await data.doGet(endpoint.ticket!.ticket)).table.numRows;
-      }
-    }
-    assertEquals(rows, 3 * 32);
+    assertEquals(await streamRowsVia(proxy.url), 3 * 32);
     // Asked for by name, a taken port stays an error, before ssh runs.
     const named = await runProxy(["-q", "-l", "localhost:31206", "-F", cluster.sshConfigPath, "h"]);
     assertEquals(named.code, 1);

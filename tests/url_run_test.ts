@@ -10,7 +10,12 @@ import { isolatedDenoEnv, serveCheckout } from "./fixtures/served_checkout.ts";
 import { startCluster } from "./fixtures/cluster.ts";
 import { runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { isAlive, waitFor } from "./fixtures/processes.ts";
-import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
+import {
+  arrakisCommand,
+  endpointLocations,
+  FlightTestClient,
+  streamRowsVia,
+} from "./fixtures/flight_client.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const ROOT = new URL("../", import.meta.url);
@@ -180,16 +185,7 @@ Deno.test("-f from a URL: the background proxy runs from the same URL; stop ends
     // The background process is this program again, from the served URL.
     const argv = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
     assert(argv.includes(`${served.url}main.ts`), argv.join(" "));
-    let rows = 0;
-    {
-      using client = FlightTestClient.connect(url);
-      const info = await client.getFlightInfo(arrakisCommand("Stream", {}));
-      for (const endpoint of info.endpoint) {
-        using data = FlightTestClient.connect(endpoint.location[0].uri);
-        rows += (await data.doGet(endpoint.ticket!.ticket)).table.numRows;
-      }
-    }
-    assertEquals(rows, 3 * 32);
+    assertEquals(await streamRowsVia(url), 3 * 32);
     const stopped = await runProxy(["stop", "--all"], { program, cwd: isolated.cwd, env });
     assertEquals(stopped.code, 0, stopped.stderr);
     await waitFor(() => !isAlive(pid), 10_000, "the background proxy to exit");

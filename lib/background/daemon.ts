@@ -16,7 +16,10 @@
  *    appears ends its own session on the master (which the background process
  *    now keeps alive) and returns.
  *
- * Reconnects in the background cannot prompt (BatchMode). A proxy whose SSH
+ * Reconnects in the background cannot prompt (BatchMode). Starting it again
+ * from a terminal while it is reconnecting logs in there (prompting as the
+ * first start did) and hands the new master over the same way, through a file
+ * beside its record that the background process polls. A proxy whose SSH
  * connection stays down longer than `giveUpAfterSeconds` exits and removes its
  * record, so every background proxy a user cannot reach is also gone from
  * `arrakis-proxy status`.
@@ -37,6 +40,7 @@ import { type Logger, silentLogger, type Verbosity } from "../log.ts";
 import { UserError } from "../errors.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import {
+  handOverPath,
   isLive,
   listRecords,
   logPath,
@@ -84,6 +88,12 @@ export interface BackgroundOptions extends
    * the compiled binary itself); {@link DAEMON_FLAG} and its configuration follow.
    */
   program?: string[];
+  /**
+   * When the proxy found for this host is reconnecting: log in here (ssh may
+   * prompt) and hand it the new connection.
+   * @default {Deno.stdin.isTerminal()}
+   */
+  relogin?: boolean;
 }
 
 /** A background proxy: its record, and whether it was already running. */
@@ -140,7 +150,12 @@ export async function startBackgroundProxy(
       record.server === options.server) &&
     (options.listen === undefined || record.listen === wanted)
   );
-  if (running) return { ...running, alreadyRunning: true };
+  if (running) {
+    if (running.state !== "reconnecting" || !(options.relogin ?? Deno.stdin.isTerminal())) {
+      return { ...running, alreadyRunning: true };
+    }
+    return { ...await relogin(dir, running, options, logger), alreadyRunning: true };
+  }
   // A taken default port is not an error: the background process picks a free one and says so.
   listenable(listen, { isDefault: options.listen === undefined });
   options.signal?.throwIfAborted();
@@ -194,6 +209,61 @@ function selfCommand(): string[] {
 }
 
 const ERROR_PREFIX = "arrakis-proxy: error: ";
+
+/** How long a background proxy may take to come back over a handed-over master. */
+const HAND_OVER_MS = 30_000;
+
+/**
+ * Logs in again for a background proxy that is reconnecting and cannot prompt:
+ * opens a master here (prompting on this terminal), names its control socket in
+ * the proxy's hand-over file, and once the proxy's record says it is up again
+ * ends this process's session on the master, which the proxy now keeps.
+ */
+async function relogin(
+  dir: string,
+  running: ProxyRecord,
+  options: BackgroundOptions,
+  logger: Logger,
+): Promise<ProxyRecord> {
+  logger.info(
+    `the background proxy for ${running.host} (pid ${running.pid}) is reconnecting; ` +
+      `logging in again here`,
+  );
+  logger.progress(`connecting to ${running.host}…`);
+  const master = await SshConnection.connect({
+    ...connectOptions(running.host, { ...options, interactive: true }),
+    signal: options.signal,
+  });
+  try {
+    const request = handOverPath(dir, running.pid);
+    await Deno.writeTextFile(`${request}.tmp`, `${master.controlPath}\n`, { mode: 0o600 });
+    await Deno.rename(`${request}.tmp`, request);
+    const deadline = Date.now() + HAND_OVER_MS;
+    while (true) {
+      const record = await readRecord(recordPath(dir, running.pid));
+      if (!record || !await isLive(record)) {
+        throw new UserError(`the background proxy for ${running.host} exited meanwhile`);
+      }
+      if (record.state === "up" && record.reconnects > running.reconnects) {
+        logger.progress("");
+        await master.release();
+        logger.info(`the background proxy for ${running.host} is connected again`);
+        return record;
+      }
+      if (Date.now() > deadline) {
+        throw new UserError(
+          `the background proxy for ${running.host} did not take the new connection within ` +
+            `${HAND_OVER_MS / 1000} s; see its log: ${running.log}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } catch (error) {
+    await Deno.remove(handOverPath(dir, running.pid)).catch(() => undefined);
+    await master.close();
+    throw error;
+  }
+}
 
 /**
  * Relays the background process's log lines to `logger` until its record
@@ -402,6 +472,11 @@ export async function runDaemon(configText: string): Promise<number> {
         logger.info(`${signal}: shutting down`);
         return 0;
       }
+      const handOver = await takeHandOver(dir, Deno.pid);
+      if (handOver !== undefined && proxy.state === "reconnecting") {
+        logger.info(`taking over the SSH connection opened by \`arrakis-proxy -f\` (${handOver})`);
+        proxy.reconnectWith(handOver);
+      }
       const before = JSON.stringify(record);
       record.reconnects = proxy.reconnects;
       record.state = proxy.state === "reconnecting" ? "reconnecting" : "up";
@@ -431,4 +506,31 @@ export async function runDaemon(configText: string): Promise<number> {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
     await removeRecord(dir, Deno.pid, { log: !keepLog });
   }
+}
+
+/**
+ * The control socket a caller asked this proxy to take over (see {@link relogin}),
+ * once: the request is removed. Only a socket owned by this user, in a directory
+ * only this user can enter, is taken.
+ */
+async function takeHandOver(dir: string, pid: number): Promise<string | undefined> {
+  const request = handOverPath(dir, pid);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(request);
+  } catch {
+    return undefined;
+  }
+  await Deno.remove(request).catch(() => undefined);
+  const path = text.trim();
+  const uid = Deno.uid();
+  const [socket, parent] = await Promise.all([
+    Deno.lstat(path).catch(() => undefined),
+    Deno.lstat(path.slice(0, path.lastIndexOf("/")) || "/").catch(() => undefined),
+  ]);
+  const private_ = parent?.isDirectory && parent.uid === uid && (parent.mode! & 0o077) === 0;
+  if (!path.startsWith("/") || !socket?.isSocket || socket.uid !== uid || !private_) {
+    return undefined;
+  }
+  return path;
 }

@@ -94,6 +94,14 @@ export function logPath(dir: string, pid: number): string {
   return `${dir}/${pid}.log`;
 }
 
+/**
+ * Where a caller asks the proxy `pid` to take over an SSH master it just
+ * authenticated (the master's control socket path, one line); see `daemon.ts`.
+ */
+export function handOverPath(dir: string, pid: number): string {
+  return `${dir}/${pid}.master`;
+}
+
 /** Writes a record atomically (temp file, then rename), readable by the user only. */
 export async function writeRecord(dir: string, record: ProxyRecord): Promise<void> {
   const path = recordPath(dir, record.pid);
@@ -104,7 +112,7 @@ export async function writeRecord(dir: string, record: ProxyRecord): Promise<voi
 
 /** Removes a proxy's record and logs; missing files are fine. */
 export async function removeRecord(dir: string, pid: number, { log = true } = {}): Promise<void> {
-  const paths = [recordPath(dir, pid), `${recordPath(dir, pid)}.tmp`];
+  const paths = [recordPath(dir, pid), `${recordPath(dir, pid)}.tmp`, handOverPath(dir, pid)];
   if (log) paths.push(logPath(dir, pid), `${logPath(dir, pid)}.1`);
   for (const path of paths) await Deno.remove(path).catch(() => undefined);
 }

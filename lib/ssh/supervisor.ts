@@ -82,6 +82,8 @@ export class SshSupervisor implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   #loop: Promise<void> = Promise.resolve();
   #warnedNoTerminal = false;
+  #adoptNext: string | undefined;
+  #wake: AbortController | undefined;
 
   private constructor(options: SupervisorOptions, connection: SshConnection) {
     this.host = options.host;
@@ -151,6 +153,22 @@ export class SshSupervisor implements AsyncDisposable {
     return this.#connection.exec(argv, options);
   }
 
+  /**
+   * While reconnecting: try again at once, over the master at `controlPath`
+   * that another process authenticated (it can prompt where this one cannot:
+   * see `lib/background/`). A master that turns out dead is closed and the
+   * retries go on as before.
+   *
+   * @throws {UserError} when the connection is not down.
+   */
+  reconnectWith(controlPath: string): void {
+    if (this.#state !== "reconnecting") {
+      throw new UserError(`ssh connection to ${this.host} is ${this.#state}, not reconnecting`);
+    }
+    this.#adoptNext = controlPath;
+    this.#wake?.abort();
+  }
+
   /** Stops reconnecting and closes the current connection. Safe to call more than once. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -191,15 +209,22 @@ export class SshSupervisor implements AsyncDisposable {
     });
     let wait = backoff.next();
     while (!signal.aborted) {
-      if (!await delay(wait, signal)) return;
-      const interactive = (this.#options.interactive ?? true) &&
+      if (this.#adoptNext === undefined) {
+        this.#wake = new AbortController();
+        await delay(wait, AbortSignal.any([signal, this.#wake.signal]));
+        if (signal.aborted) return;
+      }
+      // A master another process just authenticated (reconnectWith), else one of
+      // our own: the one adopted at start (ConnectOptions.adopt) is gone.
+      const adopt = this.#adoptNext;
+      this.#adoptNext = undefined;
+      const interactive = adopt === undefined && (this.#options.interactive ?? true) &&
         (this.#options.hasTerminal ?? (() => Deno.stdin.isTerminal()))();
       let next: SshConnection | undefined;
       try {
-        // A new master of our own: an adopted one (ConnectOptions.adopt) is gone.
         next = await SshConnection.connect({
           ...this.#options,
-          adopt: undefined,
+          adopt,
           interactive,
           signal,
         });
@@ -221,7 +246,11 @@ export class SshSupervisor implements AsyncDisposable {
         if (signal.aborted) return;
         const message = error instanceof Error ? error.message : String(error);
         const wanted = this.#options.interactive ?? true;
-        if (wanted && !interactive && NEEDS_PROMPT.test(message) && !this.#warnedNoTerminal) {
+        if (adopt !== undefined) {
+          this.#logger.warn(`taking over the master at ${adopt} failed: ${message}`);
+        } else if (
+          wanted && !interactive && NEEDS_PROMPT.test(message) && !this.#warnedNoTerminal
+        ) {
           this.#warnedNoTerminal = true;
           this.#logger.warn(
             `reconnecting to ${this.host} needs a prompt (password, passphrase or host key) ` +
