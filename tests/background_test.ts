@@ -10,7 +10,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./asser
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { proxyCommand, runProxy } from "./fixtures/proxy_cli.ts";
 import { shellQuote, startTerminal } from "./fixtures/terminal.ts";
-import { descendants, findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
+import { descendants, findProcesses, isAlive, runCommand, waitFor } from "./fixtures/processes.ts";
 import { pingFlight } from "../lib/flight/client.ts";
 import { requirePython } from "./fixtures/python.ts";
 import { streamRowsVia } from "./fixtures/flight_client.ts";
@@ -43,16 +43,11 @@ async function inShell(
   env: Record<string, string>,
 ) {
   const command = proxyCommand(args).map(shellQuote).join(" ");
-  const output = await new Deno.Command(shell, {
+  return await runCommand(shell, {
     args: ["-c", script.replace("$CMD", command)],
     env: { ...env, SHELL: `/usr/bin/${shell}` },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
     signal: AbortSignal.timeout(90_000),
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+  });
 }
 
 /** `S=<ARRAKIS_SERVER> P=<ARRAKIS_PROXY_PID>` as the eval left them. */
@@ -157,16 +152,12 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
       ) +
       `print(os.environ["ARRAKIS_SERVER"])\n`;
     assert(script.includes("subprocess.run(ARGV,"), script);
-    const output = await new Deno.Command(requirePython().python, {
+    const output = await runCommand(requirePython().python, {
       args: ["-c", script],
       env: { ...env, ARGV: JSON.stringify(proxyCommand(["-f", "--sh", ...sshArgs(cluster)])) },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-    assertEquals(output.code, 0, decode(output.stderr));
-    assertEquals(decode(output.stdout), `${first.url}\n`);
+    });
+    assertEquals(output.code, 0, output.stderr);
+    assertEquals(output.stdout, `${first.url}\n`);
   });
 
   await t.step("status: one line, and --json; record, log and directory are private", async () => {

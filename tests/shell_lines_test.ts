@@ -4,6 +4,7 @@
  * and `$` intact), then unset.
  */
 import { assertEquals } from "./assert.ts";
+import { runCommand } from "./fixtures/processes.ts";
 import { evalLines, type ShellSyntax, unsetLines } from "../lib/background/shell.ts";
 
 const SHELLS: Record<ShellSyntax, (lines: string) => string> = {
@@ -14,16 +15,12 @@ const SHELLS: Record<ShellSyntax, (lines: string) => string> = {
 };
 
 async function run(shell: ShellSyntax, script: string): Promise<string> {
-  const output = await new Deno.Command(shell, {
+  const output = await runCommand(shell, {
     args: ["-c", script],
     env: { SHELL: `/usr/bin/${shell}` },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  assertEquals(output.code, 0, decode(output.stderr));
-  return decode(output.stdout).trimEnd();
+  });
+  assertEquals(output.code, 0, output.stderr);
+  return output.stdout.trimEnd();
 }
 
 for (const shell of Object.keys(SHELLS) as ShellSyntax[]) {
