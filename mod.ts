@@ -11,7 +11,7 @@
  * (`SshConnection`), `./flight/proxy` (`FlightProxy`), `./flight/locations`
  * (`LocationMap`, `classifyLocation`), `./flight/rewrite` (`LocationRewriter`),
  * `./flight/discovery` (`discoverEndpoints`), `./flight/client` (`fetchArrakis`,
- * `summarizeTables`), `./isolated_proxy` (`IsolatedProxy`).
+ * `summarizeTables`), `./isolated_proxy` (`IsolatedProxy`, in `lib/proxy_process/parent.ts`).
  *
  * @example `sshProxy`: everything in one call, closed at the end of the scope
  * ```ts

@@ -12,7 +12,7 @@
  * @module
  */
 import type { SshSupervisor } from "./ssh/supervisor.ts";
-import type { IsolatedProxy } from "./isolated_proxy.ts";
+import type { IsolatedProxy } from "./proxy_process/parent.ts";
 import { LocationMap } from "./flight/locations.ts";
 import { formatNetloc } from "./netloc.ts";
 import type { DataSummary } from "./flight/client.ts";

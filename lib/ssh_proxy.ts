@@ -13,7 +13,7 @@ import { SshSupervisor, type SupervisorOptions } from "./ssh/supervisor.ts";
 import type { ConnectOptions } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { type RemoteServer, resolveRemoteServer } from "./ssh/remote_server.ts";
-import { IsolatedProxy, type IsolatedProxyOptions } from "./isolated_proxy.ts";
+import { IsolatedProxy, type IsolatedProxyOptions } from "./proxy_process/parent.ts";
 import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
 import type { Discovery } from "./flight/discovery.ts";
 import {
@@ -281,7 +281,7 @@ export function startProxy(
 
 /**
  * Stage 5, discover: every data server the server lists, asked by the proxy
- * child (this process speaks no HTTP/2, see isolated_proxy.ts).
+ * child (this process speaks no HTTP/2, see proxy_process/parent.ts).
  */
 export async function discover(
   proxy: IsolatedProxy,

@@ -5,7 +5,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { IsolatedProxy } from "../lib/isolated_proxy.ts";
+import { IsolatedProxy } from "../lib/proxy_process/parent.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
 import { getFreePort } from "../lib/ssh/free_port.ts";
 import type { Logger } from "../lib/log.ts";
@@ -156,7 +156,7 @@ Deno.test("close() ends the child; a killed parent's child exits by itself", asy
   const marker = `isolated-parent-${crypto.randomUUID()}`;
   const script = `
     import { IsolatedProxy } from ${
-    JSON.stringify(new URL("../lib/isolated_proxy.ts", import.meta.url).href)
+    JSON.stringify(new URL("../lib/proxy_process/parent.ts", import.meta.url).href)
   };
     import { LocationMap } from ${
     JSON.stringify(new URL("../lib/flight/locations.ts", import.meta.url).href)
