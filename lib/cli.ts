@@ -8,7 +8,7 @@
  * @module
  */
 import { parseCommandLine } from "./command_line.ts";
-import { parseServerUrl } from "./ssh/remote_server.ts";
+import { parseServerUrl } from "./netloc.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";

@@ -10,9 +10,9 @@
  * @module
  */
 import { SshSupervisor, type SupervisorOptions } from "./ssh/supervisor.ts";
-import type { ConnectOptions } from "./ssh/connection.ts";
+import { type ConnectOptions, SshConnection } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
-import { type RemoteServer, resolveRemoteServer } from "./ssh/remote_server.ts";
+import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy, type IsolatedProxyOptions } from "./proxy_process/parent.ts";
 import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
 import type { Discovery } from "./flight/discovery.ts";
@@ -22,9 +22,10 @@ import {
   isLoopbackHost,
   parseListenAddress,
   parseNetloc,
+  type RemoteServer,
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { UsageError, UserError } from "./errors.ts";
+import { listenable, listenAddress } from "./net/listen_address.ts";
 
 /** How to reach the login host and the server behind it: what a run and doctor share. */
 export interface SshOptions {
@@ -43,7 +44,7 @@ export interface SshOptions {
 }
 
 /** The connection options of a run (and of doctor, which makes the same connection). */
-export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
+function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
   return {
     host: sshHost,
     sshConfig: options.sshConfig,
@@ -52,6 +53,35 @@ export function connectOptions(sshHost: string, options: SshOptions): ConnectOpt
     interactive: options.interactive ?? true,
     logger: options.logger ?? silentLogger,
   };
+}
+
+/**
+ * An SSH master authenticated in this process for another one to adopt
+ * ({@link SshProxyOptions.adoptMaster}, {@link SshProxy.reconnectWith}).
+ */
+export interface HandOverMaster {
+  /** The master's control socket, which the other process is given. */
+  readonly controlPath: string;
+  /** Lets go of the master once the other process has adopted it (it keeps running). */
+  release(): Promise<void>;
+  /** Ends the master (nobody took it). */
+  close(): Promise<void>;
+}
+
+/**
+ * Logs in to `sshHost` here, prompting on this terminal as a run does, for a
+ * process that cannot prompt (a background proxy) to take the master over.
+ *
+ * @throws {UserError} when ssh cannot connect.
+ */
+export async function loginForHandOver(
+  sshHost: string,
+  options: Omit<SshOptions, "server" | "interactive"> & { signal?: AbortSignal },
+): Promise<HandOverMaster> {
+  return await SshConnection.connect({
+    ...connectOptions(sshHost, { ...options, interactive: true }),
+    signal: options.signal,
+  });
 }
 
 /** Options of {@link sshProxy}. */
@@ -128,60 +158,6 @@ export interface SshProxy extends AsyncDisposable {
   reconnectWith(controlPath: string): void;
   /** Stops the proxy, the forwards and the SSH connection. */
   close(): Promise<void>;
-}
-
-/**
- * The proxy's address (`listen`, default `localhost:31206`), parsed; one beyond
- * loopback only with `allowRemoteClients`.
- *
- * @throws {UsageError} when it is invalid, or not loopback and not allowed.
- */
-export function listenAddress(
-  options: Pick<SshProxyOptions, "listen" | "allowRemoteClients">,
-): HostPort {
-  const listen = parseListenAddress(options.listen ?? "localhost:31206");
-  if (!isLoopbackHost(listen.host) && !options.allowRemoteClients) {
-    throw new UsageError(
-      `refusing to listen on ${listen.host}: the proxy has no authentication, so anyone who ` +
-        `can reach it can read the cluster's data; pass --allow-remote-clients to do it anyway`,
-    );
-  }
-  return listen;
-}
-
-/**
- * The address to bind, checked before anyone types a password. When no
- * `listen` was given and the default port is taken (a proxy for another
- * cluster, say), a free port instead, said in one info line: the URL handed
- * out names the port in use. A taken address the user asked for is an error.
- *
- * @throws {UserError} when the address cannot be bound.
- */
-export function listenable(
-  listen: HostPort,
-  { isDefault = false, logger = silentLogger }: { isDefault?: boolean; logger?: Logger } = {},
-): HostPort {
-  if (listen.port === 0) return listen;
-  const where = formatNetloc(listen.host, listen.port);
-  try {
-    Deno.listen({ hostname: listen.host, port: listen.port }).close();
-    return listen;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AddrInUse)) {
-      throw new UserError(`cannot listen on ${where}: ${(error as Error).message}`);
-    }
-  }
-  if (isDefault) {
-    logger.info(
-      `${where} is in use (another arrakis-proxy? \`arrakis-proxy status\` lists background ` +
-        `ones); listening on a free port instead`,
-    );
-    return { ...listen, port: 0 };
-  }
-  throw new UserError(
-    `cannot listen on ${where}: address already in use (another arrakis-proxy? see ` +
-      `\`arrakis-proxy status\`, or choose another with --listen)`,
-  );
 }
 
 /** Options of the {@link connect} stage; `onDown`/`onUp` as {@link SshSupervisor} calls them. */

@@ -7,7 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { IsolatedProxy } from "../lib/proxy_process/parent.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
-import { getFreePort } from "../lib/ssh/free_port.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
 import type { Logger } from "../lib/log.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import { findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";

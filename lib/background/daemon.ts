@@ -26,16 +26,10 @@
  *
  * @module
  */
-import { SshConnection } from "../ssh/connection.ts";
 import { assertSshDestination } from "../ssh/validate.ts";
 import { formatNetloc } from "../netloc.ts";
-import {
-  connectOptions,
-  listenable,
-  listenAddress,
-  sshProxy,
-  type SshProxyOptions,
-} from "../ssh_proxy.ts";
+import { loginForHandOver, sshProxy, type SshProxyOptions } from "../ssh_proxy.ts";
+import { listenable, listenAddress } from "../net/listen_address.ts";
 import { type Logger, silentLogger, type Verbosity } from "../log.ts";
 import { UserError } from "../errors.ts";
 import denoJson from "../../deno.json" with { type: "json" };
@@ -162,10 +156,7 @@ export async function startBackgroundProxy(
 
   // The background process logs "connecting to" itself (relayed below).
   logger.progress(`connecting to ${sshHost}…`);
-  const master = await SshConnection.connect({
-    ...connectOptions(sshHost, { ...options, interactive: true }),
-    signal: options.signal,
-  });
+  const master = await loginForHandOver(sshHost, options);
   let record: ProxyRecord;
   try {
     const config: DaemonConfig = {
@@ -230,10 +221,7 @@ async function relogin(
       `logging in again here`,
   );
   logger.progress(`connecting to ${running.host}…`);
-  const master = await SshConnection.connect({
-    ...connectOptions(running.host, { ...options, interactive: true }),
-    signal: options.signal,
-  });
+  const master = await loginForHandOver(running.host, options);
   try {
     const request = handOverPath(dir, running.pid);
     await Deno.writeTextFile(`${request}.tmp`, `${master.controlPath}\n`, { mode: 0o600 });
