@@ -1,59 +1,20 @@
 /**
- * One proxy run, in named stages that doctor runs one at a time too: connect →
- * find the server → forward it → serve (the rewriting Flight proxy, in its child
- * process) → discover every data server → forward them all. Data flows
- * one way: the SSH layer fills the location map, the proxy reads it and asks for
- * new forwards only through the resolver it was given. Clients redeem
- * reuse-connection endpoints at a second forward to the server, so bulk data
- * does not pass through the proxy.
+ * One proxy run: the stages of `stages.ts` (the list doctor runs too), and the
+ * handle a caller keeps — the URL for clients, the state of the SSH connection,
+ * the forwards. Clients redeem reuse-connection endpoints at a second forward
+ * to the server, so bulk data does not pass through the proxy.
  *
  * @module
  */
-import { SshSupervisor, type SupervisorOptions } from "./ssh/supervisor.ts";
-import { type ConnectOptions, SshConnection } from "./ssh/connection.ts";
+import { SshConnection } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
-import { resolveRemoteServer } from "./ssh/remote_server.ts";
-import { IsolatedProxy, type IsolatedProxyOptions } from "./proxy_process/parent.ts";
-import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
-import type { Discovery } from "./flight/discovery.ts";
-import {
-  formatNetloc,
-  type HostPort,
-  isLoopbackHost,
-  parseListenAddress,
-  parseNetloc,
-  type RemoteServer,
-} from "./netloc.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { REUSE_CONNECTION } from "./flight/locations.ts";
+import { formatNetloc, isLoopbackHost, parseNetloc } from "./netloc.ts";
+import { silentLogger } from "./log.ts";
 import { listenable, listenAddress } from "./net/listen_address.ts";
+import { connectOptions, openRun, runStages, type SshOptions } from "./stages.ts";
 
-/** How to reach the login host and the server behind it: what a run and doctor share. */
-export interface SshOptions {
-  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
-  server?: string;
-  /** ssh_config file, passed to ssh as `-F`. */
-  sshConfig?: string;
-  /** ssh options, each passed as `-o`. */
-  sshOptions?: string[];
-  /** ssh executable. @default {"ssh"} */
-  sshBinary?: string;
-  /** Let ssh prompt on the terminal. @default {true} */
-  interactive?: boolean;
-  /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
-  logger?: Logger;
-}
-
-/** The connection options of a run (and of doctor, which makes the same connection). */
-function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
-  return {
-    host: sshHost,
-    sshConfig: options.sshConfig,
-    sshOptions: options.sshOptions,
-    sshBinary: options.sshBinary,
-    interactive: options.interactive ?? true,
-    logger: options.logger ?? silentLogger,
-  };
-}
+export type { SshOptions } from "./stages.ts";
 
 /**
  * An SSH master authenticated in this process for another one to adopt
@@ -112,20 +73,6 @@ export interface SshProxyOptions extends SshOptions {
   reuseThroughProxy?: boolean;
 }
 
-/** The supervisor's key of the second forward to the server (reuse-connection endpoints). */
-const REUSE_FORWARD = "reuse-connection";
-
-/**
- * The backend channel goes through an SSH forward that vanishes while SSH
- * reconnects; grpc-js's default backoff (1 s growing to 120 s) would keep the
- * proxy failing long after the forward is back.
- */
-const BACKEND_CHANNEL_OPTIONS = {
-  "grpc.initial_reconnect_backoff_ms": 250,
-  "grpc.min_reconnect_backoff_ms": 250,
-  "grpc.max_reconnect_backoff_ms": 2000,
-};
-
 /** Where a running {@link SshProxy} is. */
 export type SshProxyState = "up" | "reconnecting" | "closed";
 
@@ -160,161 +107,11 @@ export interface SshProxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** Options of the {@link connect} stage; `onDown`/`onUp` as {@link SshSupervisor} calls them. */
-export interface ConnectStageOptions
-  extends
-    SshOptions,
-    Pick<SshProxyOptions, "adoptMaster" | "reconnectBackoffMs">,
-    Pick<SupervisorOptions, "onDown" | "onUp" | "bindAddress"> {}
-
-/**
- * Stage 1, connect: the SSH master, kept up (reconnects with backoff). Without
- * `server` its keepalive session also reads the remote `$ARRAKIS_SERVER`.
- */
-export async function connect(
-  sshHost: string,
-  options: ConnectStageOptions,
-): Promise<SshSupervisor> {
-  const logger = options.logger ?? silentLogger;
-  logger.info(`connecting to ${sshHost}`);
-  logger.progress(`connecting to ${sshHost}…`);
-  return await SshSupervisor.start({
-    ...connectOptions(sshHost, options),
-    adopt: options.adoptMaster,
-    bindAddress: options.bindAddress,
-    sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
-    initialBackoffMs: options.reconnectBackoffMs,
-    onDown: options.onDown,
-    onUp: options.onUp,
-  });
-}
-
-/** Stage 2, find the server: `server` (`--server`), or the remote `$ARRAKIS_SERVER`. */
-export async function findServer(
-  ssh: SshSupervisor,
-  server: string | undefined,
-  logger: Logger = silentLogger,
-): Promise<RemoteServer> {
-  if (!server) logger.progress(`reading ARRAKIS_SERVER on ${ssh.host}…`);
-  const found = await resolveRemoteServer(ssh, server);
-  logger.info(`remote server ${found.url}`);
-  return found;
-}
-
-/**
- * Stage 3, forward the server: from now on `locations` opens a forward over `ssh`
- * for each remote it has not seen (one line each); the first is the server's.
- * Resolves to its local `host:port`.
- */
-export async function forwardServer(
-  ssh: SshSupervisor,
-  server: RemoteServer,
-  locations: LocationMap,
-  logger: Logger = silentLogger,
-): Promise<string> {
-  locations.setResolver(async (remote) => {
-    const local = await ssh.forward(remote.host, remote.port);
-    const netloc = formatNetloc(local.host, local.port);
-    logger.info(`forwarding ${netloc} → ${remote.netloc}`);
-    return netloc;
-  });
-  const netloc = formatNetloc(server.host, server.port);
-  return await locations.resolve({ host: server.host, port: server.port, netloc });
-}
-
-/**
- * Stage 3b, a second forward to the server for reuse-connection endpoints
- * ("redeem where you asked"): clients fetch that data there, not through the
- * proxy. Sets {@link REUSE_CONNECTION} in `locations`.
- */
-export async function forwardReuse(
-  ssh: SshSupervisor,
-  server: RemoteServer,
-  locations: LocationMap,
-  logger: Logger = silentLogger,
-): Promise<string> {
-  const local = await ssh.forward(server.host, server.port, { key: REUSE_FORWARD });
-  const netloc = formatNetloc(local.host, local.port);
-  logger.info(
-    `forwarding ${netloc} → ${formatNetloc(server.host, server.port)} (reuse-connection endpoints)`,
-  );
-  locations.set(REUSE_CONNECTION, netloc);
-  return netloc;
-}
-
-/**
- * Stage 4, serve: the Flight proxy in its child process. `backend` may be a
- * promise, so that the child loads while ssh connects.
- */
-export function startProxy(
-  options: Pick<
-    IsolatedProxyOptions,
-    "backend" | "listen" | "locations" | "logger" | "remoteClients"
-  >,
-): Promise<IsolatedProxy> {
-  return IsolatedProxy.start({ ...options, channelOptions: BACKEND_CHANNEL_OPTIONS });
-}
-
-/**
- * Stage 5, discover: every data server the server lists, asked by the proxy
- * child (this process speaks no HTTP/2, see proxy_process/parent.ts).
- */
-export async function discover(
-  proxy: IsolatedProxy,
-  logger: Logger = silentLogger,
-  timeoutMs?: number,
-): Promise<Discovery> {
-  logger.progress("listing endpoints…");
-  const discovery = await proxy.discover(timeoutMs);
-  const { endpoints, method, ignored } = discovery;
-  logger.debug(
-    `${endpoints.length} data server(s) listed by the ${
-      method === "scope-map" ? "server's scope-map action" : "Count over every channel"
-    }${ignored.length ? `; not forwarded: ${ignored.join(", ")}` : ""}`,
-  );
-  return discovery;
-}
-
-/** A server to forward to: what {@link LocationMap.resolve} needs of a location. */
-export type Endpoint = Pick<ParsedLocation, "host" | "port" | "netloc">;
-
-/** One endpoint after {@link forwardAll}: its local `host:port`, or why it has none. */
-export type ForwardedEndpoint =
-  & { endpoint: Endpoint }
-  & ({ local: string; error?: undefined } | { local?: undefined; error: Error });
-
-/**
- * Stage 6, forward every data server (through `locations`, see
- * {@link forwardServer}), counting them on the status line.
- */
-export async function forwardAll(
-  locations: LocationMap,
-  endpoints: readonly Endpoint[],
-  logger: Logger = silentLogger,
-): Promise<ForwardedEndpoint[]> {
-  let forwarded = 0;
-  const total = endpoints.length + 1; // the server counts as one
-  logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
-  const results = await Promise.all(endpoints.map(async (endpoint) => {
-    try {
-      const local = await locations.resolve(endpoint);
-      logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
-      return { endpoint, local };
-    } catch (error) {
-      return { endpoint, error: error as Error };
-    }
-  }));
-  if (results.every((result) => result.error === undefined)) {
-    logger.info(`${endpoints.length} data endpoint(s) forwarded`);
-  }
-  return results;
-}
-
 /**
  * Connects to `sshHost`, forwards the remote Arrakis server and every data server
  * it knows, and serves a local Flight proxy that points clients at those forwards.
  * The TypeScript counterpart of the Python `arrakis.proxy.ssh_proxy`; its stages
- * are the functions above, which doctor runs one at a time.
+ * are `stages.ts`'s `STAGES`, which doctor runs one at a time.
  *
  * @example
  * ```ts
@@ -334,82 +131,14 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   }
   const listen = listenable(requested, { isDefault: options.listen === undefined, logger });
   options.signal?.throwIfAborted();
-  // Clients on other machines must reach the forwards too: they listen where the proxy does.
-  const remoteClients = !isLoopbackHost(listen.host);
 
-  const locations = new LocationMap();
   await using stack = new AsyncDisposableStack();
-  // The proxy process loads while ssh connects; it learns its backend at the end.
-  const backend = Promise.withResolvers<string>();
-  const proxyStarting = startProxy({
-    backend: backend.promise,
-    listen: formatNetloc(listen.host, listen.port),
-    locations,
-    logger,
-    remoteClients,
-  });
-  proxyStarting.catch(() => {/* awaited below, or at clean-up */});
-  stack.defer(async () => {
-    backend.reject(new Error("set-up stopped"));
-    await proxyStarting.then((proxy) => proxy.close(), () => undefined);
-  });
-  // Set once the Flight proxy exists; SSH drops before that fail the set-up.
-  const started: { proxy?: IsolatedProxy } = {};
-  let reconnects = 0;
-  const ssh = stack.use(
-    await connect(sshHost, {
-      ...options,
-      bindAddress: remoteClients ? listen.host : "127.0.0.1",
-      onDown: (reason) => started.proxy?.setUnavailable(reason),
-      onUp: (moved) => {
-        reconnects++;
-        for (const { host, port, key, local } of moved) {
-          const remote = formatNetloc(host, port);
-          const netloc = formatNetloc(local.host, local.port);
-          logger.info(`forwarding ${netloc} → ${remote} (moved)`);
-          if (key === REUSE_FORWARD) {
-            locations.set(REUSE_CONNECTION, netloc);
-            continue;
-          }
-          locations.set(remote, netloc);
-          if (remote === infoNetloc) started.proxy?.setBackend(`grpc://${dialable(netloc)}`);
-        }
-        started.proxy?.setUnavailable(undefined);
-      },
-    }),
-  );
-  options.signal?.throwIfAborted();
-
-  const server = await findServer(ssh, options.server, logger);
-  const infoNetloc = formatNetloc(server.host, server.port);
-  options.signal?.throwIfAborted();
-
-  const infoLocal = await forwardServer(ssh, server, locations, logger);
-  options.signal?.throwIfAborted();
-  // Opened while the proxy starts and discovers; in place before the ready line.
-  const reuse = options.reuseThroughProxy
-    ? undefined
-    : forwardReuse(ssh, server, locations, logger);
-  reuse?.catch(() => {/* awaited below */});
-
-  backend.resolve(`grpc://${dialable(infoLocal)}`);
-  const proxy = stack.use(await proxyStarting);
-  started.proxy = proxy;
-  options.signal?.throwIfAborted();
-
-  try {
-    const { endpoints } = await discover(proxy, logger);
-    const failed = (await forwardAll(locations, endpoints, logger)).find((result) => result.error);
-    if (failed) throw failed.error;
-  } catch (error) {
-    // The resolver opens forwards on demand, so the proxy is still useful.
-    logger.warn(
-      `could not list the server's endpoints (${(error as Error).message}); ` +
-        `they will be forwarded when first seen`,
-    );
-  }
-  await reuse;
-  options.signal?.throwIfAborted();
+  const run = openRun(sshHost, { ...options, listen }, stack);
+  await runStages(run);
+  const ssh = run.ssh!;
+  const proxy = run.proxy!;
+  const server = run.server!;
+  const serverNetloc = formatNetloc(server.host, server.port);
 
   logger.progress("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
@@ -426,25 +155,17 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       return ssh.state;
     },
     get forwards() {
-      return locations.entries().map(([remote, local]) =>
+      return run.locations.entries().map(([remote, local]) =>
         remote === REUSE_CONNECTION
-          ? { remote: infoNetloc, local, purpose: "reuse-connection" as const }
+          ? { remote: serverNetloc, local, purpose: "reuse-connection" as const }
           : { remote, local }
       );
     },
     get reconnects() {
-      return reconnects;
+      return run.reconnects;
     },
     reconnectWith: (controlPath) => ssh.reconnectWith(controlPath),
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/** A forward's local address as this machine dials it (a wildcard bind means loopback). */
-function dialable(netloc: string): string {
-  const local = parseNetloc(netloc);
-  if (local?.host === "0.0.0.0") return formatNetloc("127.0.0.1", local.port);
-  if (local?.host === "::") return formatNetloc("::1", local.port);
-  return netloc;
 }
