@@ -79,12 +79,10 @@
 export {
   type BackgroundOptions,
   type BackgroundProxy,
-  listBackgroundProxies,
-  type ProxyRecord,
-  type RecordList,
   startBackgroundProxy,
-  stopBackgroundProxy,
-} from "./lib/background/daemon.ts";
+} from "./lib/background/starter.ts";
+export { listBackgroundProxies, stopBackgroundProxy } from "./lib/background/running.ts";
+export type { ProxyRecord, RecordList } from "./lib/background/state.ts";
 export {
   type SshOptions,
   type SshProxy,

@@ -17,6 +17,7 @@ import { DAEMON_FLAG, runDaemon } from "./background/daemon.ts";
 import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/cli.ts";
 import type { ShellSyntax } from "./background/shell.ts";
 import { sendSignal } from "./process.ts";
+import { signalWaiter } from "./signals.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -277,30 +278,6 @@ function parseBackground(
   };
 }
 
-const TERMINATING_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-
-/** Resolves when one of `signals` arrives; the listeners go away on dispose. */
-function signalWaiter(signals: Deno.Signal[]) {
-  const controller = new AbortController();
-  let resolveSignal!: (signal: Deno.Signal) => void;
-  const received = new Promise<Deno.Signal>((resolve) => resolveSignal = resolve);
-  const listeners = signals.map((signal) => {
-    const listener = () => {
-      controller.abort(new UserError(`interrupted by ${signal}`, { exitCode: 130 }));
-      resolveSignal(signal);
-    };
-    Deno.addSignalListener(signal, listener);
-    return [signal, listener] as const;
-  });
-  return {
-    received,
-    signal: controller.signal,
-    [Symbol.dispose]() {
-      for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
-    },
-  };
-}
-
 /** Runs the command line; resolves to the process exit status. */
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "doctor") return await doctorMain(args.slice(1));
@@ -324,7 +301,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const logger = stderrLogger(cli.verbosity);
-  using signals = signalWaiter(TERMINATING_SIGNALS);
+  using signals = signalWaiter();
   try {
     if (cli.background) {
       return await backgroundMain(cli.sshHost, {

@@ -110,6 +110,15 @@ export async function writeRecord(dir: string, record: ProxyRecord): Promise<voi
   await Deno.rename(temp, path);
 }
 
+/** The record of the proxy `pid`, when there is a readable one. */
+export async function readRecord(dir: string, pid: number): Promise<ProxyRecord | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(recordPath(dir, pid)));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Removes a proxy's record and logs; missing files are fine. */
 export async function removeRecord(dir: string, pid: number, { log = true } = {}): Promise<void> {
   const paths = [recordPath(dir, pid), `${recordPath(dir, pid)}.tmp`, handOverPath(dir, pid)];
