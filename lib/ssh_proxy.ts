@@ -7,6 +7,7 @@
  * @module
  */
 import { SshConnection } from "./ssh/connection.ts";
+import { endLeftoverMaster, type MasterAddress } from "./ssh/leftover_master.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { REUSE_CONNECTION } from "./flight/locations.ts";
 import { formatNetloc, isLoopbackHost, parseNetloc } from "./netloc.ts";
@@ -15,6 +16,7 @@ import { listenable, listenAddress } from "./net/listen_address.ts";
 import { connectOptions, openRun, runStages, type SshOptions } from "./stages.ts";
 
 export type { SshOptions } from "./stages.ts";
+export type { MasterAddress } from "./ssh/leftover_master.ts";
 
 /**
  * An SSH master authenticated in this process for another one to adopt
@@ -43,6 +45,19 @@ export async function loginForHandOver(
     ...connectOptions(sshHost, { ...options, interactive: true }),
     signal: options.signal,
   });
+}
+
+/**
+ * Ends the SSH master a proxy that is gone left behind (killed by SIGKILL, its
+ * master lingers for `ControlPersist` seconds) and removes its control
+ * directory; `master` as {@link SshProxy.master} told it.
+ */
+export async function endLeftoverSsh(
+  sshHost: string,
+  master: MasterAddress,
+  options: Pick<SshOptions, "sshBinary" | "logger"> = {},
+): Promise<void> {
+  await endLeftoverMaster(sshHost, master, options);
 }
 
 /** Options of {@link sshProxy}. */
@@ -95,6 +110,11 @@ export interface SshProxy extends AsyncDisposable {
   readonly forwards: readonly { remote: string; local: string; purpose?: "reuse-connection" }[];
   /** How often the SSH connection was lost and made again. */
   readonly reconnects: number;
+  /**
+   * The SSH master in use, for a record that outlives this process: given to
+   * {@link endLeftoverSsh}, it ends the master if this process dies without closing it.
+   */
+  readonly master: MasterAddress;
   /**
    * While `reconnecting`: reconnect at once over an SSH master that another
    * process authenticated (its control socket), for a proxy that cannot prompt
@@ -163,6 +183,9 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     },
     get reconnects() {
       return run.reconnects;
+    },
+    get master() {
+      return { controlPath: ssh.connection.controlPath, pid: ssh.connection.masterPid };
     },
     reconnectWith: (controlPath) => ssh.reconnectWith(controlPath),
     close,

@@ -282,8 +282,41 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
     const status = await runProxy(["status", "--json"], { env });
     assertEquals([status.code, status.stdout], [0, "[]\n"], status.stderr);
     assertEquals(await files(state.dir), []);
-    // Its ssh master follows within ControlPersist (30 s) once its session ends.
   });
+
+  await t.step(
+    "nothing of a SIGKILLed proxy is left after the next -f, or after stop --all",
+    async () => {
+      for (const next of [["-f", ...sshArgs(cluster)], ["stop", "--all"]]) {
+        const run = await runProxy(["-f", ...sshArgs(cluster)], { env });
+        assertEquals(run.code, 0, run.stderr);
+        const pid = Number(/ARRAKIS_PROXY_PID=(\d+);/.exec(run.stdout)![1]);
+        const left = proxyProcesses(pid, cluster);
+        const master = left.map((p) => Deno.readTextFileSync(`/proc/${p}/cmdline`).split("\0"))
+          .find((argv) => argv.includes("-M"));
+        assert(master, "the proxy's ssh master");
+        const controlPath = master[master.indexOf("-S") + 1];
+        const controlDir = controlPath.slice(0, controlPath.lastIndexOf("/"));
+        Deno.kill(pid, "SIGKILL");
+        await waitFor(() => !isAlive(pid), 10_000, "the killed proxy to exit");
+        const after = await runProxy(next, { env });
+        assertEquals(after.code, 0, after.stderr);
+        // Without clean-up the master lingers for ControlPersist (30 s), its directory for good.
+        await waitFor(
+          async () =>
+            left.every((p) => !isAlive(p)) &&
+            !await Deno.lstat(controlDir).then(() => true, () => false),
+          5000,
+          `the killed proxy's processes (${left.join(", ")}) and ${controlDir} to go`,
+        );
+        if (next[0] === "-f") {
+          const stopped = await runProxy(["stop", "--all"], { env });
+          assertEquals(stopped.code, 0, stopped.stderr);
+        }
+        assertEquals(await files(state.dir), []);
+      }
+    },
+  );
 
   await t.step(
     "a proxy whose SSH connection is gone for good exits and removes its record",

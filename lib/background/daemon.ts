@@ -109,6 +109,7 @@ export async function runDaemon(configText: string): Promise<number> {
       state: "up",
       reconnects: 0,
       log: log.path,
+      master: proxy.master,
     };
     await writeRecord(dir, record);
     logger.info(`ready: ARRAKIS_SERVER=${proxy.url}, pid ${Deno.pid}`);
@@ -130,6 +131,7 @@ export async function runDaemon(configText: string): Promise<number> {
       if (record.state === "up") {
         downSince = undefined;
         record.forwards = [...proxy.forwards];
+        record.master = proxy.master;
       } else {
         downSince ??= Date.now();
         if (Date.now() - downSince > config.giveUpAfterSeconds * 1000) {

@@ -20,6 +20,7 @@ import {
   type ProxyRecord,
   type RecordList,
   removeRecord,
+  removeStaleRecord,
 } from "./state.ts";
 
 /**
@@ -56,12 +57,12 @@ export async function listBackgroundProxies(): Promise<RecordList> {
  * @throws {UserError} when the proxy is not running (its stale record is removed).
  */
 export async function stopBackgroundProxy(
-  record: Pick<ProxyRecord, "pid" | "startTime" | "host">,
+  record: Pick<ProxyRecord, "pid" | "startTime" | "host" | "master">,
   { timeoutMs = 15_000 }: { timeoutMs?: number } = {},
 ): Promise<void> {
   const dir = await openStateDir();
   if (!await isLive(record)) {
-    await removeRecord(dir, record.pid);
+    await removeStaleRecord(dir, record, record.pid);
     throw new UserError(`no background proxy for ${record.host} is running (pid ${record.pid})`);
   }
   Deno.kill(record.pid, "SIGTERM");
@@ -70,6 +71,7 @@ export async function stopBackgroundProxy(
       Deno.kill(record.pid, "SIGKILL");
     } catch { /* gone */ }
     await exitsWithin(record, 5000);
+    await removeStaleRecord(dir, record, record.pid);
   }
   await removeRecord(dir, record.pid);
 }
