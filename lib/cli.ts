@@ -183,7 +183,7 @@ async function doctorMain(args: string[]): Promise<number> {
     return report.healthy ? 0 : 1;
   } catch (error) {
     logger.progress("");
-    return reportError(error);
+    return reportError(error, cli.verbose);
   }
 }
 
@@ -284,7 +284,7 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === DAEMON_FLAG) return await runDaemon(args[1]);
   if (args[0] === "status" || args[0] === "stop") {
     const run = args[0] === "status" ? statusMain : stopMain;
-    return await run(args.slice(1), stderrLogger()).catch(reportError);
+    return await run(args.slice(1), stderrLogger()).catch((error) => reportError(error));
   }
   let cli;
   try {
@@ -334,7 +334,7 @@ export async function main(args: string[]): Promise<number> {
     return await runCommand(cli.command, proxy.url);
   } catch (error) {
     logger.progress("");
-    return reportError(error);
+    return reportError(error, cli.verbosity === "verbose");
   }
 }
 
@@ -379,11 +379,24 @@ function signalNumber(signal: Deno.Signal): number {
   return numbers[signal] ?? 1;
 }
 
-function reportError(error: unknown): number {
+/**
+ * Prints `error` as one line and returns the exit status. A {@link UserError}
+ * is its message; anything else is a bug: one line saying so (its stack with
+ * `-v`), exit 1 as for any runtime failure.
+ */
+function reportError(error: unknown, verbose = false): number {
   if (error instanceof UserError) {
     console.error(`arrakis-proxy: ${error.message}`);
     return error.exitCode;
   }
-  console.error("arrakis-proxy: internal error (please report it):", error);
-  return 70;
+  const message = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+  if (verbose) {
+    console.error(`arrakis-proxy: internal error (please report it): ${message}`);
+    console.error(error instanceof Error && error.stack ? error.stack : String(error));
+  } else {
+    console.error(
+      `arrakis-proxy: internal error (please report it): ${message}; run with -v for details`,
+    );
+  }
+  return 1;
 }

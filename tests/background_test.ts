@@ -503,6 +503,40 @@ Deno.test("bad input: one line and the right exit code", async (t) => {
     await Deno.remove(`${state.dir}/4242.json`);
   });
 
+  await t.step(
+    "an internal error: one line saying so and how to see more, exit 1; its stack with -v",
+    async () => {
+      // Two records of live processes that lack `started`: listing them hits a bug, not a user error.
+      const sleepers = [0, 1].map(() =>
+        new Deno.Command("sleep", { args: ["60"], stdin: "null" }).spawn()
+      );
+      try {
+        for (const sleeper of sleepers) {
+          const stat = await Deno.readTextFile(`/proc/${sleeper.pid}/stat`);
+          const startTime = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+          const record = { format: 1, pid: sleeper.pid, startTime, host: "broken" };
+          await Deno.writeTextFile(`${state.dir}/${sleeper.pid}.json`, JSON.stringify(record));
+        }
+        const plain = await runProxy(["-f", "broken"], { env });
+        assertEquals(plain.code, 1, plain.stderr);
+        assertMatch(
+          plain.stderr,
+          /^arrakis-proxy: internal error \(please report it\): [^\n]+; run with -v for details\n$/,
+        );
+        const verbose = await runProxy(["-f", "-v", "broken"], { env });
+        assertEquals(verbose.code, 1, verbose.stderr);
+        assertMatch(verbose.stderr, /^arrakis-proxy: internal error \(please report it\): /);
+        assertMatch(verbose.stderr, /\n\s+at .*state\.ts/);
+      } finally {
+        for (const sleeper of sleepers) {
+          sleeper.kill();
+          await sleeper.status;
+          await Deno.remove(`${state.dir}/${sleeper.pid}.json`).catch(() => undefined);
+        }
+      }
+    },
+  );
+
   await t.step("a state directory others can read is refused", async () => {
     await Deno.chmod(state.dir, 0o755);
     const refused = await runProxy(["status"], { env });
