@@ -84,6 +84,7 @@ export {
 export { listBackgroundProxies, stopBackgroundProxy } from "./lib/background/running.ts";
 export type { ProxyRecord, RecordList } from "./lib/background/state.ts";
 export {
+  type MasterAddress,
   type SshOptions,
   type SshProxy,
   sshProxy,

@@ -35,6 +35,8 @@ import { Backoff } from "../backoff.ts";
 import { delay as sleep } from "../async.ts";
 import { stopChild } from "../process.ts";
 
+export type { ChannelOptions } from "./protocol.ts";
+
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
   /**
@@ -198,6 +200,7 @@ export class IsolatedProxy implements AsyncDisposable {
     await this.#supervising;
   }
 
+  /** Same as {@link IsolatedProxy.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

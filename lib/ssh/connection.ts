@@ -43,6 +43,8 @@ import { isAddressFree, reserveFreePort } from "../net/free_port.ts";
 import { readSessionEnv, sessionEnvCommand } from "./session_env.ts";
 import { assertSshDestination, checkForwardTarget } from "./validate.ts";
 
+export type { SshResult } from "./command.ts";
+
 /** Options for {@link SshConnection.connect}. */
 export interface ConnectOptions {
   /** ssh destination: a host, `user@host` or an alias from ssh_config. */
