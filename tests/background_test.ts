@@ -438,6 +438,20 @@ Deno.test("-f again from a terminal logs in for a proxy that is reconnecting and
   assertEquals(await files(state.dir), []);
 });
 
+Deno.test("-f: an error the background process meets comes back as -f's one line", async () => {
+  // Only the background process reads the remote ARRAKIS_SERVER; its log line is relayed.
+  await using cluster = await startCluster({ env: {}, loginProfileEnv: {} });
+  await using state = await stateEnv();
+  const run = await runProxy(["-f", ...sshArgs(cluster)], { env: state.env });
+  assertEquals(run.code, 1, run.stderr);
+  assertEquals(run.stdout, "");
+  assertMatch(
+    run.stderr,
+    /\narrakis-proxy: remote ARRAKIS_SERVER is not set on \S+; pass --server URL\n$/,
+  );
+  assertEquals(await files(state.dir), []);
+});
+
 Deno.test("bad input: one line and the right exit code", async (t) => {
   await using state = await stateEnv();
   const { env } = state;
