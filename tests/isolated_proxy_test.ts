@@ -5,9 +5,9 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { IsolatedProxy } from "../lib/isolated_proxy.ts";
+import { IsolatedProxy } from "../lib/proxy_process/parent.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
-import { getFreePort } from "../lib/ssh/free_port.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
 import type { Logger } from "../lib/log.ts";
 import { arrakisCommand, endpointLocations, FlightTestClient } from "./fixtures/flight_client.ts";
 import { findProcesses, isAlive, waitFor } from "./fixtures/processes.ts";
@@ -174,7 +174,7 @@ Deno.test("close() ends the child; a killed parent's child exits by itself", asy
   const marker = `isolated-parent-${crypto.randomUUID()}`;
   const script = `
     import { IsolatedProxy } from ${
-    JSON.stringify(new URL("../lib/isolated_proxy.ts", import.meta.url).href)
+    JSON.stringify(new URL("../lib/proxy_process/parent.ts", import.meta.url).href)
   };
     import { LocationMap } from ${
     JSON.stringify(new URL("../lib/flight/locations.ts", import.meta.url).href)
