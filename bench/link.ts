@@ -472,7 +472,7 @@ export function linkTables(results: Record<string, Figures>): string {
     const sshTrue = ready.median.sshTrue;
     out.push(
       `#### ${name}: ping ${fixed(figures.pingP50Ms, 2)} ms, \`ssh HOST true\` ` +
-        `${fixed(sshTrue, 0)} ms (${fixed(sshTrue / rtt)} RTT)`,
+        `${fixed(sshTrue, 0)} ms`,
       "",
       `| figure | ${names.join(" | ")} |`,
       `| --- | ${names.map(() => "---").join(" | ")} |`,
@@ -482,7 +482,9 @@ export function linkTables(results: Record<string, Figures>): string {
     const readyCell = (ms: number | undefined, over: number | undefined) =>
       ms === undefined || over === undefined
         ? ""
-        : `${fixed(ms, 0)} (+${fixed(over, 0)}, +${fixed(over / rtt)} RTT)`;
+        : `${fixed(ms, 0)} (+${fixed(over, 0)}${
+          link.rttMs > NO_DELAY_MS ? `, +${fixed(over / rtt)} RTT` : ""
+        })`;
     row("ready, ms (over ssh true)", (p) => readyCell(ready.median[p], margin[p]));
     for (
       const [count, byPath] of Object.entries(
@@ -548,7 +550,7 @@ export async function linkMain(args: string[]): Promise<number> {
   const links = rtts
     ? LINKS.filter((link) => rtts.includes(link.rttMs))
     : quick
-    ? [{ rttMs: 10 }]
+    ? [{ rttMs: 10, rateMbit: 1000 }]
     : LINKS;
   const capped = option("--cap");
   const chosen = capped === "only"
