@@ -18,6 +18,7 @@ interface LinkFigures {
   getFlightInfoP50Ms: { median: Record<string, number> };
   dataServersReadyMarginMs: Record<string, Record<string, number>>;
   parallelMBps: Record<string, number>;
+  firstCallMs: Record<string, number>;
   startupSteps: { ms: number; step: string }[];
   startupStepsRemoteEnv: { ms: number; step: string }[];
 }
@@ -50,6 +51,9 @@ Deno.test("deno task bench --link --quick reports every path over an emulated li
       for (const path of ["tunnel", "proxy", "seed"]) {
         assert(positive(link[key].median[path]), `${key}.${path} = ${link[key].median[path]}`);
       }
+    }
+    for (const path of ["tunnel", "proxy", "seed"]) {
+      assert(positive(link.firstCallMs[path]), `firstCallMs.${path}`);
     }
     for (const count of ["1", "10"]) {
       for (const path of ["proxy", "seed"]) {

@@ -13,6 +13,9 @@ Modes (config "mode"):
   "urls" names (one URL per stream; the same URL k times means k clients of it,
   "shared": true means one client for all k). Prints {"MBps"}: how many
   windows the streams get (one SSH channel per TCP connection).
+- "first": the first GetFlightInfo (Count) on each of "paths", just started, with
+  a new client: what a user's first call costs (the path's own connections are
+  made then). Prints {"firstCallMs": {name: ms}}.
 - "stream": one path; follows the Stream FlightInfo's locations until at least
   "bytes" have arrived (for the proxy's peak memory). Prints {"bytes", "seconds"}.
 """
@@ -224,7 +227,15 @@ def parallel(config):
     return {"MBps": sum(totals) / 1e6 / seconds}
 
 
-MODES = {"compare": compare, "stream": stream_bytes, "parallel": parallel}
+def first_calls(config):
+    figures = {}
+    for name, url in config["paths"].items():
+        seconds, _ = timed(lambda: flight.connect(url).get_flight_info(COUNT))
+        figures[name] = seconds * 1000
+    return {"firstCallMs": figures}
+
+
+MODES = {"first": first_calls, "compare": compare, "stream": stream_bytes, "parallel": parallel}
 
 
 def main():
