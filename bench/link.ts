@@ -208,6 +208,9 @@ export interface StartupStep {
   step: string;
 }
 
+/** Reading /proc/net/tcp takes ~3 ms here: polled more often, it slows the start it times. */
+const LISTEN_POLL_MS = 25;
+
 /** Whether something listens on 127.0.0.1:`port` (from /proc/net/tcp, without connecting). */
 function listening(port: number): boolean {
   const hex = port.toString(16).toUpperCase().padStart(4, "0");
@@ -227,7 +230,8 @@ function sshStep(line: string): string {
 /**
  * The proxy's start-up with `-v`: each stderr line with its time since the
  * command was spawned, when its child's listening socket appeared (polled every
- * 2 ms; the parent's own bind probe comes and goes first), and the export line.
+ * {@link LISTEN_POLL_MS}; the parent's own bind probe comes and goes first), and the
+ * export line.
  */
 async function startupSteps(args: string[]): Promise<StartupStep[]> {
   const port = getFreePort();
@@ -247,7 +251,7 @@ async function startupSteps(args: string[]): Promise<StartupStep[]> {
     const now = listening(port);
     if (now && !was) listened = performance.now() - begin;
     was = now;
-  }, 2);
+  }, LISTEN_POLL_MS);
   const stderr = (async () => {
     for await (const line of readLines(child.stderr)) {
       at(sshStep(line.replace(/^arrakis-proxy: /, "")));
@@ -585,7 +589,7 @@ export async function linkMain(args: string[]): Promise<number> {
   const loadBefore = Deno.loadavg();
   const started = performance.now();
   const venv = findVenv(option("--venv"));
-  const links_ = await overLinks(chosen, sizes, venv, log);
+  const byLink = await overLinks(chosen, sizes, venv, log);
   const report = {
     mode: quick ? "link-quick" : "link",
     date: new Date().toISOString(),
@@ -593,10 +597,10 @@ export async function linkMain(args: string[]): Promise<number> {
     loadAverageAfter: Deno.loadavg(),
     sizes,
     durationS: (performance.now() - started) / 1000,
-    links: links_,
+    links: byLink,
   };
-  console.log(linkTables(links_));
-  for (const [name, figures] of Object.entries(links_)) {
+  console.log(linkTables(byLink));
+  for (const [name, figures] of Object.entries(byLink)) {
     console.log(
       `start-up steps, ${name} (-s):\n${stepLines(figures.startupSteps as StartupStep[])}`,
     );
