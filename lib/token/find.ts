@@ -181,7 +181,7 @@ export function findToken(options: FindTokenOptions): TokenSearch {
     } else if (files.length === 0) {
       looked.push({ where: `$_CONDOR_CREDS (${creds})`, problem: "no *.use file", misfits: [] });
     }
-    for (const path of files ?? []) if (file(path, path)) return search;
+    for (const path of files ?? []) if (file(`$_CONDOR_CREDS file ${path}`, path)) return search;
   }
 
   // scitokens' WLCG discovery: only the first source that exists is read.
