@@ -29,9 +29,10 @@ import {
 } from "./ssh_proxy.ts";
 import { userSshArgs } from "./ssh/args.ts";
 import { withTimeout } from "./async.ts";
+import { carryToken, type TokenOptions, tokenReport } from "./proxy_process/token.ts";
 
 /** Options of {@link doctor}: a run's ssh options, plus the test fetch's. */
-export interface DoctorOptions extends SshOptions {
+export interface DoctorOptions extends SshOptions, TokenOptions {
   /** Channels for the test fetch; default: the first ones a Find lists. */
   channels?: string[];
   /** Time limit of each network step, in milliseconds. @default {20000} */
@@ -209,6 +210,17 @@ export async function doctor(
       }
     };
     await probe({ endpoint: { ...server, netloc: infoRemote }, local: infoLocal });
+
+    // As in a run: a deployment whose reads need a token gets the user's on every call below.
+    try {
+      const carried = await timed(() =>
+        carryToken(proxy, server.url, { ...options, logger, timeoutMs })
+      );
+      const token = stack.use(carried.value);
+      healthy = check({ name: "token", ...tokenReport(token), ms: carried.ms }) && healthy;
+    } catch (error) {
+      healthy = check({ name: "token", ok: false, detail: errorText(error) }) && healthy;
+    }
 
     let endpoints;
     try {

@@ -25,6 +25,7 @@ import {
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
+import { carryToken, type TokenOptions } from "./proxy_process/token.ts";
 
 /** How to reach the login host and the server behind it: what a run and doctor share. */
 export interface SshOptions {
@@ -54,8 +55,8 @@ export function connectOptions(sshHost: string, options: SshOptions): ConnectOpt
   };
 }
 
-/** Options of {@link sshProxy}. */
-export interface SshProxyOptions extends SshOptions {
+/** Options of {@link sshProxy}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
+export interface SshProxyOptions extends SshOptions, TokenOptions {
   /**
    * Local proxy address, `HOST:PORT`. Left out: `localhost:31206`, or a free
    * port when that one is taken (said at info level; {@link SshProxy.url} names it).
@@ -421,10 +422,23 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   started.proxy = proxy;
   options.signal?.throwIfAborted();
 
+  // Stage 4b: does the deployment need a token for reads? Then the user's goes with every call.
+  const token = stack.use(
+    await carryToken(proxy, server.url, { ...options, logger, remoteClients }),
+  );
+  options.signal?.throwIfAborted();
+
   try {
-    const { endpoints } = await discover(proxy, logger);
-    const failed = (await forwardAll(locations, endpoints, logger)).find((result) => result.error);
-    if (failed) throw failed.error;
+    // Without a token a protected server refuses the listing; its warning said so.
+    if (token.needed && !token.source?.search.token) {
+      logger.info("data servers will be forwarded when first seen");
+    } else {
+      const { endpoints } = await discover(proxy, logger);
+      const failed = (await forwardAll(locations, endpoints, logger)).find((result) =>
+        result.error
+      );
+      if (failed) throw failed.error;
+    }
   } catch (error) {
     // The resolver opens forwards on demand, so the proxy is still useful.
     logger.warn(

@@ -74,6 +74,9 @@ export interface BackgroundOptions extends
     | "sshConfig"
     | "sshOptions"
     | "signal"
+    | "tokenFile"
+    | "tokenAudience"
+    | "noToken"
   > {
   /**
    * Progress while starting (the background process's log lines are relayed
@@ -111,6 +114,10 @@ interface DaemonConfig {
   reuseThroughProxy?: boolean;
   sshConfig?: string;
   sshOptions?: string[];
+  /** Token options (never the token: the background process finds it, and again on reconnects). */
+  tokenFile?: string;
+  tokenAudience?: string;
+  noToken?: boolean;
   verbosity: Verbosity;
   giveUpAfterSeconds: number;
   /** Control socket of the master the caller opened. */
@@ -176,6 +183,9 @@ export async function startBackgroundProxy(
       reuseThroughProxy: options.reuseThroughProxy,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
+      tokenFile: options.tokenFile,
+      tokenAudience: options.tokenAudience,
+      noToken: options.noToken,
       verbosity: logger.level,
       giveUpAfterSeconds: options.giveUpAfterSeconds ?? GIVE_UP_AFTER_SECONDS,
       master: master.controlPath,
@@ -433,6 +443,9 @@ export async function runDaemon(configText: string): Promise<number> {
       reuseThroughProxy: config.reuseThroughProxy,
       sshConfig: config.sshConfig,
       sshOptions: config.sshOptions,
+      tokenFile: config.tokenFile,
+      tokenAudience: config.tokenAudience,
+      noToken: config.noToken,
       adoptMaster: config.master,
       // Nobody is there to answer a prompt: reconnects run with BatchMode.
       interactive: false,

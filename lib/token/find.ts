@@ -217,3 +217,20 @@ function isFile(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * What is wrong with a token file before anything uses it (`--token-file`):
+ * missing, unreadable, readable by others, or not a token. Undefined when it
+ * holds a JWT; whether it fits is decided later, for the server's audience.
+ */
+export function tokenFileProblem(path: string): string | undefined {
+  const read = readTokenFile(path);
+  if ("problem" in read) return read.problem;
+  try {
+    decodeClaims(read.text.trim());
+  } catch (error) {
+    if (!(error instanceof TokenFormatError)) throw error;
+    return read.text.trim() === "" ? "empty" : error.message;
+  }
+  return undefined;
+}

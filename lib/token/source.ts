@@ -58,7 +58,7 @@ export function describeSearch(search: TokenSearch, now = Date.now()): string {
 }
 
 /** How to fix a search that found nothing usable, from what was wrong where. */
-function fixes(search: TokenSearch): string {
+export function tokenFixes(search: TokenSearch): string {
   const kinds = new Set(search.looked.flatMap((c) => c.misfits.map((m) => m.kind)));
   const out: string[] = [];
   if (kinds.has("expired") || kinds.has("expiring")) out.push("renew it with htgettoken");
@@ -84,7 +84,7 @@ function fixes(search: TokenSearch): string {
  */
 export function refusalLine(search: TokenSearch, refusal: Refusal, now = Date.now()): string {
   if (!search.chosen) {
-    return `arrakis-proxy sent no token: ${describeSearch(search, now)}; ${fixes(search)}`;
+    return `arrakis-proxy sent no token: ${describeSearch(search, now)}; ${tokenFixes(search)}`;
   }
   const sent = `arrakis-proxy sent a token (${describeSearch(search, now)})`;
   return refusal === "permission-denied"
