@@ -47,19 +47,22 @@ Deno.test("the real info server's data servers are forwarded before the ready li
   assertEquals(proxy.stderr().includes("warning"), false, proxy.stderr());
 });
 
-Deno.test("discovery refused: one warning, the proxy serves, data servers forwarded on demand", async () => {
+Deno.test("a protected server and no token: one warning, the proxy serves, data servers forwarded on demand", async () => {
   await using cluster = await startCluster({
     deployment: "real-info",
-    // Reads need a token: the proxy has none, so the scope map and the Count are refused.
+    // Reads need a token (server-info says so); the proxy finds none, so it lists nothing.
     infoServerArgs: ["--auth", "full", "--static-token", `reader=${TOKEN}`],
   });
-  await using proxy = await startProxy(sshArgs(cluster));
+  const runtime = await Deno.makeTempDir({ prefix: "arrakis-no-token-" });
+  await using proxy = await startProxy(sshArgs(cluster), { env: { XDG_RUNTIME_DIR: runtime } });
+  await Deno.remove(runtime);
   const warnings = proxy.stderr().split("\n").filter((line) => line.includes("warning"));
   assertEquals(warnings.length, 1, proxy.stderr());
   assertMatch(
     warnings[0],
-    /could not list the server's endpoints \(scope-map action: .+; Count: .+\); they will be forwarded when first seen$/,
+    /the server needs a token for reads and none fits: none for audience https:\/\/info \(looked at .+\); get one with htgettoken/,
   );
+  assertStringIncludes(proxy.stderr(), "data servers will be forwarded when first seen");
   assertEquals(forwardTargets(proxy.stderr()), ["info:31206"]);
 
   // A client with the token: its header passes through, the locations are new.

@@ -109,6 +109,9 @@ function forwardable(metadata: grpc.Metadata): grpc.Metadata {
   return out;
 }
 
+/** The trailer in which an Arrow Flight server sends its status message (C++ reads it first). */
+const ARROW_STATUS_MESSAGE = "x-arrow-status-message-bin";
+
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 const passBytes = (bytes: Uint8Array): Buffer => toBuffer(bytes);
@@ -331,7 +334,10 @@ export class FlightProxy implements AsyncDisposable {
   }
 
   /** A backend status as the client gets it: a refusal of the proxy's token says why first. */
-  #explain<S extends { code: grpc.status; details?: string }>(status: S, ours: boolean): S {
+  #explain<S extends { code: grpc.status; details?: string; metadata?: grpc.Metadata }>(
+    status: S,
+    ours: boolean,
+  ): S {
     if (!ours || !this.#token) return status;
     const line = status.code === grpc.status.UNAUTHENTICATED
       ? this.#token.unauthenticated
@@ -343,7 +349,14 @@ export class FlightProxy implements AsyncDisposable {
       this.#explained.add(line);
       this.#logger.warn(line);
     }
-    return { ...status, details: `${line}; the server said: ${status.details ?? ""}` };
+    const details = `${line}; the server said: ${status.details ?? ""}`;
+    // Arrow Flight clients read the message from this trailer before grpc-message.
+    let metadata = status.metadata;
+    if (metadata && metadata.get(ARROW_STATUS_MESSAGE).length > 0) {
+      metadata = metadata.clone();
+      metadata.set(ARROW_STATUS_MESSAGE, Buffer.from(details));
+    }
+    return { ...status, details, metadata };
   }
 
   #failure(error: unknown, method: FlightMethod): ServiceError {
