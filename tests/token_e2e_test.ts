@@ -106,21 +106,36 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       assertEquals(stderr.includes("warning"), false, stderr);
 
       const env = userEnv({ BEARER_TOKEN_FILE: goodFile });
-      const count = await arrakis(proxy.url, env, "count", ".*");
+      // The info server's read-gated scope map, with the proxy's token.
+      const domains = await arrakis(proxy.url, env, "domains");
       assertEquals(
-        [count.code, count.stdout.trim()],
-        [0, String(REAL_CHANNEL_LIST.length)],
-        count.stderr,
+        [domains.code, domains.stdout.split(/\s+/).filter(Boolean)],
+        [0, ["H1", "L1"]],
+        domains.stderr,
       );
-      const found = await arrakis(proxy.url, env, "find", "L1:.*");
-      assertEquals(found.code, 0, found.stderr);
-      for (const channel of REAL_CHANNELS.L1) assertStringIncludes(found.stdout, channel);
-      // The server saw the proxy's token on the client's calls.
       assertStringIncludes(cluster.real!.log(), "authenticated caller: proxy-user");
+      // Count and Find redeem their endpoints at the data servers: the relay's part.
+      const count = await arrakis(proxy.url, env, "count", ".*");
+      const found = await arrakis(proxy.url, env, "find", "L1:.*");
+      if (DATA_RELAY) {
+        assertEquals(
+          [count.code, count.stdout.trim()],
+          [0, String(REAL_CHANNEL_LIST.length)],
+          count.stderr,
+        );
+        assertEquals(found.code, 0, found.stderr);
+        for (const channel of REAL_CHANNELS.L1) assertStringIncludes(found.stdout, channel);
+      } else {
+        for (const result of [count, found]) {
+          assert(result.code !== 0, result.stdout);
+          assertStringIncludes(result.stderr, "authentication required");
+        }
+        console.log("DATA_RELAY is false: count and find fail at the data servers, as expected");
+      }
 
       // Without the proxy's token the same client is refused: the test is not vacuous.
       await using bare = await startProxy(["--no-token", ...sshArgs(cluster)], { env });
-      const refused = await arrakis(bare.url, env, "count", ".*");
+      const refused = await arrakis(bare.url, env, "domains");
       assert(refused.code !== 0, refused.stdout);
       assertStringIncludes(refused.stderr, "arrakis-proxy adds no token (--no-token)");
       outputs.push(proxy.stderr(), proxy.stdout(), bare.stderr(), bare.stdout());
@@ -259,11 +274,11 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         ];
       for (const { name, env, args = [], line } of cases) {
         const result = seen(
-          await runProxy([...args, ...sshArgs(cluster), "--", python.arrakis, "count", ".*"], {
+          await runProxy([...args, ...sshArgs(cluster), "--", python.arrakis, "domains"], {
             env,
           }),
         );
-        assert(result.code !== 0, `${name}: the count worked:\n${result.stdout}`);
+        assert(result.code !== 0, `${name}: the call worked:\n${result.stdout}`);
         const lines = result.stderr.split("\n");
         // The client's error carries the line, with the server's own text after it.
         const client = lines.filter((l) => !l.startsWith("arrakis-proxy:") && line.test(l));
@@ -336,11 +351,11 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         assertEquals(started.code, 0, started.stderr);
         const url = /ARRAKIS_SERVER=(grpc:\/\/[^;\s'"]+)/.exec(started.stdout)?.[1];
         assert(url, started.stdout);
-        const count = await arrakis(url, env, "count", ".*");
+        const domains = await arrakis(url, env, "domains");
         assertEquals(
-          [count.code, count.stdout.trim()],
-          [0, String(REAL_CHANNEL_LIST.length)],
-          count.stderr,
+          [domains.code, domains.stdout.split(/\s+/).filter(Boolean)],
+          [0, ["H1", "L1"]],
+          domains.stderr,
         );
         const status = seen(await runProxy(["status", "--json"], { env }));
         const [record] = JSON.parse(status.stdout);
@@ -373,4 +388,38 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       }
     }
   });
+});
+
+Deno.test("a protected single server, reuse-connection through the proxy: count, find, fetch with default discovery", async () => {
+  await using issuer = await startIssuer();
+  await using cluster = await startCluster({
+    deployment: "real-single",
+    auth: { issuer: issuer.issuer, audience: AUDIENCE, env: issuer.env },
+  });
+  const [good] = await issuer.mint([{ aud: AUDIENCE, sub: "proxy-user" }]);
+  const empty = `${issuer.dir}/empty-runtime`;
+  await Deno.mkdir(empty, { mode: 0o700 });
+  const env = { ...issuer.env, XDG_RUNTIME_DIR: empty, BEARER_TOKEN: good };
+  // Every call goes through the proxy's grpc-js server, which adds the token.
+  const result = await runProxy(
+    [
+      "--reuse-through-proxy",
+      ...sshArgs(cluster),
+      "--",
+      python.python,
+      REAL_CLIENT,
+      "snapshot",
+      ...REAL_CHANNEL_LIST,
+    ],
+    { env },
+  );
+  assertEquals(result.code, 0, result.stderr + cluster.real!.log());
+  const snapshot = lastJson(result.stdout, result.stderr);
+  assertEquals(snapshot.count, REAL_CHANNEL_LIST.length);
+  assertEquals(Object.keys(snapshot.fetch as object), [...REAL_CHANNEL_LIST].sort());
+  assertStringIncludes(result.stderr, "token for reads: issuer");
+  assertStringIncludes(cluster.real!.log(), "authenticated caller: proxy-user");
+  for (const output of [result.stdout, result.stderr, cluster.real!.log()]) {
+    assertEquals(output.includes(good.split(".")[2]), false);
+  }
 });

@@ -322,6 +322,24 @@ export class FlightProxy implements AsyncDisposable {
       : { code: grpc.status.UNAVAILABLE, details: this.#unavailable };
   }
 
+  /**
+   * The line for a call refused with `code` while it carried the proxy's token
+   * (or none), logged the first time; undefined when `code` is not 16 or 7, or
+   * no token was set.
+   */
+  explainRefusal(code: number): string | undefined {
+    const line = code === grpc.status.UNAUTHENTICATED
+      ? this.#token?.unauthenticated
+      : code === grpc.status.PERMISSION_DENIED
+      ? this.#token?.permissionDenied
+      : undefined;
+    if (line !== undefined && !this.#explained.has(line)) {
+      this.#explained.add(line);
+      this.#logger.warn(line);
+    }
+    return line;
+  }
+
   /** The metadata to send on: the client's, with the user's token when it carries none. */
   #outgoing(metadata: grpc.Metadata): Outgoing {
     const out = forwardable(metadata);
@@ -338,17 +356,9 @@ export class FlightProxy implements AsyncDisposable {
     status: S,
     ours: boolean,
   ): S {
-    if (!ours || !this.#token) return status;
-    const line = status.code === grpc.status.UNAUTHENTICATED
-      ? this.#token.unauthenticated
-      : status.code === grpc.status.PERMISSION_DENIED
-      ? this.#token.permissionDenied
-      : undefined;
+    if (!ours) return status;
+    const line = this.explainRefusal(status.code);
     if (line === undefined) return status;
-    if (!this.#explained.has(line)) {
-      this.#explained.add(line);
-      this.#logger.warn(line);
-    }
     const details = `${line}; the server said: ${status.details ?? ""}`;
     // Arrow Flight clients read the message from this trailer before grpc-message.
     let metadata = status.metadata;

@@ -109,7 +109,7 @@ export async function runProxyChild(): Promise<number> {
         const { id } = message;
         answer(message.call, backend, proxy?.url ?? "", token?.authorization).then(
           (value) => out({ type: "answer", id, value }),
-          (error) => out({ type: "answer", id, error: explained(error, token) }),
+          (error) => out({ type: "answer", id, error: explained(error, proxy) }),
         );
         break;
       }
@@ -119,16 +119,16 @@ export async function runProxyChild(): Promise<number> {
   return 0;
 }
 
-/** An own call's error as the parent gets it: a refusal of the user's token says why first. */
-function explained(error: unknown, token: ProxyToken | undefined): string {
+/**
+ * An own call's error as the parent gets it: a refusal of the user's token is
+ * said once, in the proxy's warning, and this points at it.
+ */
+function explained(error: unknown, proxy: FlightProxy | undefined): string {
   const message = (error as Error).message;
-  if (!(error instanceof CallError) || token === undefined) return message;
-  const line = error.code === 16
-    ? token.unauthenticated
-    : error.code === 7
-    ? token.permissionDenied
-    : undefined;
-  return line === undefined ? message : `${line}; the server said: ${message}`;
+  if (!(error instanceof CallError) || proxy?.explainRefusal(error.code) === undefined) {
+    return message;
+  }
+  return `refused, see the token warning: ${message}`;
 }
 
 /**
