@@ -16,7 +16,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./asser
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { requirePython } from "./fixtures/python.ts";
-import { runCommand } from "./fixtures/processes.ts";
+import { runCommand, waitFor } from "./fixtures/processes.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
 import { lastJson, REAL_CHANNEL_LIST, REAL_CLIENT } from "./fixtures/real_client.ts";
 import { startIssuer } from "./fixtures/scitokens.ts";
@@ -303,6 +303,31 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
     },
   );
 
+  await t.step(
+    "a token renewed in its file while the proxy runs is used from then on",
+    async () => {
+      const file = await issuer.writeToken("renewed", other);
+      await using proxy = await startProxy(sshArgs(cluster), {
+        env: userEnv({ BEARER_TOKEN_FILE: file }),
+      });
+      const env = userEnv({ BEARER_TOKEN_FILE: file });
+      const before = await arrakis(proxy.url, env, "domains");
+      assert(before.code !== 0, before.stdout);
+      assertStringIncludes(before.stderr, "token is for audience https://other, not https://info");
+      // As htgettoken renews it: a new file renamed over the old one.
+      await issuer.writeToken("renewed.new", good);
+      await Deno.rename(`${issuer.dir}/renewed.new`, file);
+      await waitFor(
+        () => proxy.stderr().includes("token for reads: issuer"),
+        15_000,
+        "the proxy to pick up the renewed token",
+      );
+      const after = await arrakis(proxy.url, env, "domains");
+      assertEquals(after.code, 0, after.stderr + proxy.stderr());
+      outputs.push(proxy.stderr(), proxy.stdout());
+    },
+  );
+
   await t.step("--token-file overrides discovery; doctor reports the token", async () => {
     const report = seen(
       await runProxy([
@@ -324,6 +349,8 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       ),
     );
     assertMatch(report.stdout, /\nendpoints +ok, .*2 data server\(s\) from the scope-map action/);
+    // Its own sample fetch carries the token to the data servers too.
+    assertEquals(report.code, 0, report.stdout + report.stderr);
     const none = seen(
       await runProxy(["doctor", "-F", cluster.sshConfigPath, cluster.sshHost], { env: userEnv() }),
     );
