@@ -10,7 +10,8 @@ import { findToken } from "../lib/token/find.ts";
 import { serverAudience } from "../lib/token/fit.ts";
 import { TokenSource } from "../lib/token/source.ts";
 import { decodeClaims, TokenFormatError } from "../lib/token/claims.ts";
-import { UserError } from "../lib/errors.ts";
+import { UsageError, UserError } from "../lib/errors.ts";
+import { DOCTOR_HELP, HELP, parseCli, parseDoctorCli } from "../lib/cli.ts";
 import { delay } from "../lib/async.ts";
 import { type MintSpec, startIssuer, type TestIssuer } from "./fixtures/scitokens.ts";
 import { pythonJson } from "./fixtures/python.ts";
@@ -315,4 +316,45 @@ Deno.test("lib/token with real SciTokens", async (t) => {
       assert(ours.some((t) => t !== null) && ours.some((t) => t === null));
     },
   );
+});
+
+Deno.test("the token options on the command line: checked before anything connects", async () => {
+  await using issuer = await startIssuer();
+  const [token] = await issuer.mint([{ aud: AUDIENCE }]);
+  const file = await issuer.writeToken("cli", token);
+  const open = await issuer.writeToken("cli-open", token, 0o640);
+  const run = parseCli(["--token-file", file, "--token-audience", "https://x", "host"]);
+  assert(typeof run === "object");
+  assertEquals([run.tokenFile, run.tokenAudience, run.noToken], [file, "https://x", undefined]);
+  const doctorArgs = parseDoctorCli(["--no-token", "host"]);
+  assert(typeof doctorArgs === "object");
+  assertEquals(doctorArgs.noToken, true);
+  // A relative file is made absolute: a background proxy runs in /.
+  const cwd = Deno.cwd();
+  Deno.chdir(issuer.dir);
+  try {
+    const relative = parseCli(["--token-file", "cli", "-f", "host"]);
+    assert(typeof relative === "object");
+    assertEquals(relative.tokenFile, `${issuer.dir}/cli`);
+  } finally {
+    Deno.chdir(cwd);
+  }
+  assertThrows(() => parseCli(["--no-token", "--token-file", file, "host"]), UsageError);
+  assertThrows(() => parseCli(["--token-audience", "a b", "host"]), UsageError);
+  assertThrows(
+    () => parseCli(["--token-file", `${file}.missing`, "host"]),
+    UserError,
+    "no such file",
+  );
+  assertThrows(
+    () => parseDoctorCli(["--token-file", open, "host"]),
+    UserError,
+    "refused: readable by others (mode 0640)",
+  );
+  const notToken = await issuer.writeToken("cli-static", "s3cret-static-token");
+  assertThrows(() => parseCli(["--token-file", notToken, "host"]), UserError, "not a JWT");
+  for (const option of ["--token-file", "--token-audience", "--no-token"]) {
+    assertStringIncludes(HELP, option);
+    assertStringIncludes(DOCTOR_HELP, option);
+  }
 });
