@@ -357,7 +357,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
     assertEquals(none.code, 1);
     assertMatch(
       none.stdout,
-      /\ntoken +FAILED, [\d.]+ ms: reads need one and none fits: none for audience https:\/\/info \(looked at /,
+      /\ntoken +FAILED: the server needs a token for reads and none fits: none for audience https:\/\/info \(looked at /,
     );
   });
 

@@ -100,8 +100,11 @@ function callError(error: grpc.ServiceError): Error {
   return new CallError(error.details || error.message, error.code);
 }
 
+/** gRPC call metadata, as grpc-js has it. */
+export type CallMetadata = grpc.Metadata;
+
 /** Call metadata carrying `authorization` (`Bearer …`) when there is one. */
-export function callMetadata(authorization?: string): grpc.Metadata {
+export function callMetadata(authorization?: string): CallMetadata {
   const metadata = new grpc.Metadata();
   if (authorization) metadata.set("authorization", authorization);
   return metadata;

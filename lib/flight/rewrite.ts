@@ -10,10 +10,12 @@ import { concatBytes, encodeLenField, scanFields, WireType } from "./wire.ts";
 import { classifyLocation, type LocationMap, REUSE_CONNECTION, withNetloc } from "./locations.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 
-const URI = "uri";
+/** Marks the field that holds the URI itself in a {@link MessageShape}. */
+export const URI = "uri";
 
 /** Where location URIs sit in a message: field number → nested shape, or the URI itself. */
 export interface MessageShape {
+  /** A field number: the nested message's shape, or {@link URI} for the URI field. */
   readonly [field: number]: MessageShape | typeof URI;
 }
 
@@ -217,6 +219,7 @@ export function rewriteLocations(
 
 /** A remote endpoint could not be forwarded; the proxy answers UNAVAILABLE. */
 export class EndpointUnavailableError extends Error {
+  /** `netloc` is the remote `host:port`; `cause` why its forward failed. */
   constructor(readonly netloc: string, cause: unknown) {
     super(
       `cannot forward endpoint ${netloc}: ${cause instanceof Error ? cause.message : cause}`,
@@ -249,6 +252,7 @@ export class LocationRewriter {
   #note: (message: string) => void;
   #seen = new Set<string>();
 
+  /** Rewrites through `map`; `warn` gets refusals, `note` one-time notices. */
   constructor(
     map: LocationMap,
     warn: (message: string) => void = () => {},

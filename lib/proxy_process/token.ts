@@ -1,5 +1,6 @@
 /**
- * The token stage of a run (and of doctor): ask the server (through the proxy
+ * What the token stage of a run (and of doctor; `stages.ts`'s `tokenStage`)
+ * does: ask the server (through the proxy
  * child, which makes every gRPC call) whether reads need a token; when they
  * do, find the user's token for the remote server's audience and keep the
  * child's copy current, with the lines a refused call gets. On an open
@@ -10,7 +11,7 @@
  * import { carryToken } from "./token.ts";
  *
  * // proxy: a started IsolatedProxy; server: the remote server's URL.
- * using token = await carryToken(proxy, "grpc://arrakis.example.org:31206", { logger });
+ * using token = await carryToken(proxy, "grpc://arrakis.example.org:31206");
  * token.authorization(); // for the data-server relay: "Bearer …" or undefined
  * ```
  *
@@ -82,11 +83,18 @@ export function proxyToken(source: TokenSource, clients: boolean): ProxyToken {
   };
 }
 
+/** The warning (and doctor's FAILED line) when reads need a token and none fits. */
+export function noTokenFits(source: TokenSource): string {
+  return `the server needs a token for reads and none fits: ${source.describe()}; ` +
+    tokenFixes(source.search);
+}
+
 /**
  * Asks the server whether reads need a token and, when they do, finds the
  * user's token for `serverUrl`'s audience (or `tokenAudience`) and hands it to
- * the child, again on each change. Says in one line what it found, or where
- * it looked and why none fits.
+ * the child, again on each change. Logs the token found; that none fits only
+ * when it changes to that later (at first the caller says so, see
+ * {@link tokenReport}).
  *
  * @throws {UserError} when `tokenFile` cannot be used (missing, others can read it).
  */
@@ -133,14 +141,9 @@ export async function carryToken(
   const clients = !options.remoteClients;
   const say = () => {
     if (source.search.chosen) logger.info(`token for reads: ${source.describe()}`);
-    else {
-      logger.warn(
-        `the server needs a token for reads and none fits: ${source.describe()}; ` +
-          tokenFixes(source.search),
-      );
-    }
+    else logger.warn(noTokenFits(source));
   };
-  say();
+  if (source.search.chosen) say();
   if (!clients) {
     logger.info("clients' calls get no token (--allow-remote-clients): only the proxy's own do");
   }
@@ -163,9 +166,9 @@ export async function carryToken(
 }
 
 /**
- * doctor's `token` line: the token found (issuer, audience, scope, time left,
- * where; never the token), or where it looked and why none fits, or why none
- * is needed.
+ * The token stage's line: the token found (issuer, audience, scope, time
+ * left, where; never the token), or why none is needed; not ok: where it
+ * looked and why none fits ({@link noTokenFits}).
  */
 export function tokenReport(token: CarriedToken): { ok: boolean; detail: string } {
   if (token.disabled) return { ok: true, detail: "none added (--no-token)" };
@@ -180,8 +183,5 @@ export function tokenReport(token: CarriedToken): { ok: boolean; detail: string 
   }
   const search = token.source.search;
   if (search.chosen) return { ok: true, detail: describeSearch(search) };
-  return {
-    ok: false,
-    detail: `reads need one and none fits: ${describeSearch(search)}; ${tokenFixes(search)}`,
-  };
+  return { ok: false, detail: noTokenFits(token.source) };
 }
