@@ -51,7 +51,8 @@ export function describeSearch(search: TokenSearch, now = Date.now()): string {
   const { issuer, audience, scopes, expires } = chosen.claims;
   const left = expires === undefined
     ? "no expiry"
-    : `${formatSeconds(expires - now / 1000)} left (until ${formatTime(expires)})`;
+    // Rounded down: a fresh one-hour token reads "59 min left" however fast it is looked at.
+    : `${formatSeconds(Math.floor(expires - now / 1000))} left (until ${formatTime(expires)})`;
   return `issuer ${issuer}, audience ${audience?.join(" ") ?? "none named"}, scope ${
     scopes?.join(" ")
   }, ${left}, from ${chosen.where}`;
