@@ -13,8 +13,8 @@
  * for want of a token, and say so.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
-import { type Cluster, startCluster } from "./fixtures/cluster.ts";
-import { runProxy, startProxy } from "./fixtures/proxy_cli.ts";
+import { startCluster } from "./fixtures/cluster.ts";
+import { clusterArgs, forwardTargets, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { requirePython } from "./fixtures/python.ts";
 import { runCommand, waitFor } from "./fixtures/processes.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
@@ -30,15 +30,6 @@ const DATA_RELAY = false;
 
 const python = requirePython();
 const AUDIENCE = "https://info";
-
-function sshArgs(cluster: Cluster): string[] {
-  return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
-}
-
-/** Remote targets of the `forwarding 127.0.0.1:PORT → HOST:PORT` lines. */
-function forwardTargets(stderr: string): string[] {
-  return [...new Set([...stderr.matchAll(/forwarding \S+ → (\S+)/g)].map((m) => m[1]))].sort();
-}
 
 /** A count of every channel with the real client, its token given explicitly. */
 const EXPLICIT_COUNT = `
@@ -90,7 +81,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
   await t.step(
     "default discovery: count and find through the proxy, which adds the user's token",
     async () => {
-      await using proxy = await startProxy(["-v", ...sshArgs(cluster)], {
+      await using proxy = await startProxy(["-v", ...clusterArgs(cluster)], {
         env: userEnv({ BEARER_TOKEN_FILE: goodFile }),
       });
       const stderr = proxy.stderr();
@@ -134,7 +125,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       }
 
       // Without the proxy's token the same client is refused: the test is not vacuous.
-      await using bare = await startProxy(["--no-token", ...sshArgs(cluster)], { env });
+      await using bare = await startProxy(["--no-token", ...clusterArgs(cluster)], { env });
       const refused = await arrakis(bare.url, env, "domains");
       assert(refused.code !== 0, refused.stdout);
       assertStringIncludes(refused.stderr, "arrakis-proxy adds no token (--no-token)");
@@ -143,7 +134,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
   );
 
   await t.step("a client's own token passes untouched: the server sees it", async () => {
-    await using proxy = await startProxy(sshArgs(cluster), {
+    await using proxy = await startProxy(clusterArgs(cluster), {
       env: userEnv({ BEARER_TOKEN_FILE: goodFile }),
     });
     const env = { ...userEnv(), ARRAKIS_SERVER: proxy.url };
@@ -173,14 +164,21 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       const env = userEnv({ BEARER_TOKEN_FILE: goodFile });
       const fetched = seen(
         await runProxy(
-          [...sshArgs(cluster), "--", python.python, REAL_CLIENT, "snapshot", ...REAL_CHANNEL_LIST],
+          [
+            ...clusterArgs(cluster),
+            "--",
+            python.python,
+            REAL_CLIENT,
+            "snapshot",
+            ...REAL_CHANNEL_LIST,
+          ],
           { env },
         ),
       );
       const streamed = seen(
         await runProxy(
           [
-            ...sshArgs(cluster),
+            ...clusterArgs(cluster),
             "--",
             python.python,
             REAL_CLIENT,
@@ -274,7 +272,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         ];
       for (const { name, env, args = [], line } of cases) {
         const result = seen(
-          await runProxy([...args, ...sshArgs(cluster), "--", python.arrakis, "domains"], {
+          await runProxy([...args, ...clusterArgs(cluster), "--", python.arrakis, "domains"], {
             env,
           }),
         );
@@ -292,7 +290,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       }
       // --token-file readable by others: refused at once, one line, nothing connects.
       const refused = seen(
-        await runProxy(["--token-file", openFile, ...sshArgs(cluster)], { env: userEnv() }),
+        await runProxy(["--token-file", openFile, ...clusterArgs(cluster)], { env: userEnv() }),
       );
       assertEquals(refused.code, 1);
       assertEquals(
@@ -307,7 +305,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
     "a token renewed in its file while the proxy runs is used from then on",
     async () => {
       const file = await issuer.writeToken("renewed", other);
-      await using proxy = await startProxy(sshArgs(cluster), {
+      await using proxy = await startProxy(clusterArgs(cluster), {
         env: userEnv({ BEARER_TOKEN_FILE: file }),
       });
       const env = userEnv({ BEARER_TOKEN_FILE: file });
@@ -373,7 +371,8 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
       };
       try {
         const started = seen(
-          await runProxy(["-f", "-v", "-F", cluster.sshConfigPath, cluster.sshHost], { env }),
+          // A port of its own (clusterArgs): the default one is shared with other test files running.
+          await runProxy(["-f", "-v", ...clusterArgs(cluster)], { env }),
         );
         assertEquals(started.code, 0, started.stderr);
         const url = /ARRAKIS_SERVER=(grpc:\/\/[^;\s'"]+)/.exec(started.stdout)?.[1];
@@ -431,7 +430,7 @@ Deno.test("a protected single server, reuse-connection through the proxy: count,
   const result = await runProxy(
     [
       "--reuse-through-proxy",
-      ...sshArgs(cluster),
+      ...clusterArgs(cluster),
       "--",
       python.python,
       REAL_CLIENT,
