@@ -18,6 +18,8 @@ import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/
 import type { ShellSyntax } from "./background/shell.ts";
 import { sendSignal } from "./process.ts";
 import { signalWaiter } from "./signals.ts";
+import { tokenFileProblem } from "./token/find.ts";
+import type { TokenOptions } from "./proxy_process/token.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -30,6 +32,9 @@ export const OPTIONS = {
   "ssh-option": { type: "string", short: "o", multiple: true },
   "allow-remote-clients": { type: "boolean" },
   "reuse-through-proxy": { type: "boolean" },
+  "token-file": { type: "string" },
+  "token-audience": { type: "string" },
+  "no-token": { type: "boolean" },
   // Background proxies (lib/background/).
   background: { type: "boolean", short: "f" },
   sh: { type: "boolean" },
@@ -65,6 +70,11 @@ Options:
                             allow a non-loopback --listen address (no authentication!)
       --reuse-through-proxy data the info server serves itself flows through the proxy
                             (default: a forward straight to it, off the proxy)
+      --token-file FILE     protected servers: read the token only from FILE
+                            (default: where the arrakis client looks, for the
+                            remote server's audience)
+      --token-audience AUD  the token's audience (default https://<server host>)
+      --no-token            never add a token to calls that carry none
   -f, --background          prompt here, then run in the background and print lines
                             for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
                             already running for SSH_HOST is found, not started again
@@ -102,6 +112,9 @@ export const DOCTOR_OPTIONS = {
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   channel: { type: "string", short: "c", multiple: true },
+  "token-file": { type: "string" },
+  "token-audience": { type: "string" },
+  "no-token": { type: "boolean" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -120,12 +133,17 @@ Options:
   -F, --ssh-config FILE     passed to ssh as -F
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
   -c, --channel NAME        channel for the test fetch (repeatable; default: from a Find)
+      --token-file FILE     protected servers: read the token only from FILE
+                            (default: where the arrakis client looks, for the
+                            remote server's audience)
+      --token-audience AUD  the token's audience (default https://<server host>)
+      --no-token            never add a token to calls that carry none
   -v, --verbose             show ssh command lines
   -h, --help                show this help
 `;
 
 /** Parsed `doctor` command line. */
-export interface DoctorArgs {
+export interface DoctorArgs extends TokenOptions {
   sshHost: string;
   server?: string;
   sshConfig?: string;
@@ -153,6 +171,36 @@ export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
     sshOptions: values["ssh-option"] ?? [],
     channels: values.channel ?? [],
     verbose: values.verbose ?? false,
+    ...parseTokenOptions(values),
+  };
+}
+
+/**
+ * `--token-file`, `--token-audience`, `--no-token`, checked before anything
+ * connects: a file that cannot be used is one line, as ssh says of a key.
+ */
+function parseTokenOptions(
+  values: { "token-file"?: string; "token-audience"?: string; "no-token"?: boolean },
+): TokenOptions {
+  const file = values["token-file"];
+  const audience = values["token-audience"];
+  if (values["no-token"] && (file !== undefined || audience !== undefined)) {
+    throw new UsageError("--no-token conflicts with --token-file and --token-audience");
+  }
+  if (audience !== undefined && !/^[\x21-\x7e]+$/.test(audience)) {
+    throw new UsageError(`invalid --token-audience ${JSON.stringify(audience)}`);
+  }
+  let tokenFile: string | undefined;
+  if (file !== undefined) {
+    // Absolute: a background proxy runs elsewhere (its cwd is /).
+    tokenFile = file.startsWith("/") ? file : `${Deno.cwd()}/${file}`;
+    const problem = tokenFileProblem(tokenFile);
+    if (problem) throw new UserError(`--token-file ${file}: ${problem}`);
+  }
+  return {
+    ...(tokenFile !== undefined && { tokenFile }),
+    ...(audience !== undefined && { tokenAudience: audience }),
+    ...(values["no-token"] && { noToken: true }),
   };
 }
 
@@ -177,6 +225,9 @@ async function doctorMain(args: string[]): Promise<number> {
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       channels: cli.channels,
+      tokenFile: cli.tokenFile,
+      tokenAudience: cli.tokenAudience,
+      noToken: cli.noToken,
       logger,
       version: VERSION,
     }, (line) => console.log(line));
@@ -188,7 +239,7 @@ async function doctorMain(args: string[]): Promise<number> {
 }
 
 /** Parsed command line. */
-export interface CliArgs {
+export interface CliArgs extends TokenOptions {
   sshHost: string;
   command: string[];
   server?: string;
@@ -239,6 +290,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     reuseThroughProxy: values["reuse-through-proxy"] ?? false,
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
+    ...parseTokenOptions(values),
     ...(background && { background }),
   };
 }
@@ -318,6 +370,9 @@ export async function main(args: string[]): Promise<number> {
       reuseThroughProxy: cli.reuseThroughProxy,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
+      tokenFile: cli.tokenFile,
+      tokenAudience: cli.tokenAudience,
+      noToken: cli.noToken,
       logger,
       signal: signals.signal,
     });

@@ -26,9 +26,10 @@ import {
 } from "./stages.ts";
 import { formatNetloc } from "./netloc.ts";
 import { userSshArgs } from "./ssh/args.ts";
+import type { TokenOptions } from "./proxy_process/token.ts";
 
-/** Options of {@link doctor}: a run's ssh options, plus the test fetch's. */
-export interface DoctorOptions extends SshOptions {
+/** Options of {@link doctor}: a run's ssh and token options, plus the test fetch's. */
+export interface DoctorOptions extends SshOptions, TokenOptions {
   /** Channels for the test fetch; default: the first ones a Find lists. */
   channels?: string[];
   /** Time limit of each network step, in milliseconds. @default {20000} */

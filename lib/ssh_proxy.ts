@@ -14,6 +14,7 @@ import { formatNetloc, isLoopbackHost, parseNetloc } from "./netloc.ts";
 import { silentLogger } from "./log.ts";
 import { listenable, listenAddress } from "./net/listen_address.ts";
 import { connectOptions, openRun, runStages, type SshOptions } from "./stages.ts";
+import type { TokenOptions } from "./proxy_process/token.ts";
 
 export type { SshOptions } from "./stages.ts";
 export type { MasterAddress } from "./ssh/leftover_master.ts";
@@ -60,8 +61,8 @@ export async function endLeftoverSsh(
   await endLeftoverMaster(sshHost, master, options);
 }
 
-/** Options of {@link sshProxy}. */
-export interface SshProxyOptions extends SshOptions {
+/** Options of {@link sshProxy}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
+export interface SshProxyOptions extends SshOptions, TokenOptions {
   /**
    * Local proxy address, `HOST:PORT`. Left out: `localhost:31206`, or a free
    * port when that one is taken (said at info level; {@link SshProxy.url} names it).

@@ -2,8 +2,8 @@
  * The stages of one proxy run, in one list that `sshProxy` and `doctor` both
  * run, so that doctor checks exactly what a run does: connect → find the server
  * → forward it → a second forward for reuse-connection endpoints → serve (the
- * rewriting Flight proxy, in its child process) → discover every data server →
- * forward them all.
+ * rewriting Flight proxy, in its child process) → the user's token, when the
+ * server's reads need one → discover every data server → forward them all.
  *
  * A stage reads what earlier stages put in the {@link Run} and adds its own; it
  * resolves to one line saying what it found (doctor's report), or undefined
@@ -42,6 +42,12 @@ import {
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { withTimeout } from "./async.ts";
+import {
+  type CarriedToken,
+  carryToken,
+  type TokenOptions,
+  tokenReport,
+} from "./proxy_process/token.ts";
 
 /** How to reach the login host and the server behind it: what a run and doctor share. */
 export interface SshOptions {
@@ -71,8 +77,8 @@ export function connectOptions(sshHost: string, options: SshOptions): ConnectOpt
   };
 }
 
-/** Options of {@link openRun}. */
-export interface RunOptions extends SshOptions {
+/** Options of {@link openRun}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
+export interface RunOptions extends SshOptions, TokenOptions {
   /** Where the proxy listens, already checked (`listenable`); port 0 picks one. */
   listen: HostPort;
   /** Aborting stops the set-up between stages and releases what it opened. */
@@ -125,6 +131,11 @@ export interface Run {
   proxy?: IsolatedProxy;
   /** The child, loading since the run opened; it learns its backend in the serve stage. */
   proxyStarting?: { proxy: Promise<IsolatedProxy>; backend: PromiseWithResolvers<string> };
+  /**
+   * Whether reads need a token, and the user's, kept current (token); its
+   * `authorization()` is what a connection to a data server carries.
+   */
+  token?: CarriedToken;
   /** Every data server the server lists (discover). */
   discovery?: Discovery;
   /** Each listed data server's forward (forward every data server). */
@@ -146,9 +157,10 @@ export interface Stage {
   readonly concurrent?: boolean;
   /**
    * Set when a run survives this stage failing: the warning it logs then (the
-   * stages after it still run, and doctor goes on too, reporting it FAILED).
+   * stages after it still run, and doctor goes on too, reporting it FAILED),
+   * or undefined for an error the run does not survive.
    */
-  readonly survivable?: (error: Error) => string;
+  readonly survivable?: (error: Error) => string | undefined;
 }
 
 /** The supervisor's key of the second forward to the server (reuse-connection endpoints). */
@@ -326,6 +338,34 @@ export const serveStage: Stage = {
   },
 };
 
+/** Reads need a token and none fits: the run serves (a client may bring its own), and says so. */
+class NoTokenFits extends Error {}
+
+/**
+ * Token: asks the server (through the proxy child) whether reads need a token;
+ * when they do, the child adds the user's to calls, kept current as it is
+ * renewed. Fails, survivably, when none fits.
+ */
+export const tokenStage: Stage = {
+  name: "token",
+  survivable: (error) => error instanceof NoTokenFits ? error.message : undefined,
+  async run(run) {
+    const proxy = needs(run.proxy, "the proxy");
+    const server = needs(run.server, "the server");
+    run.logger.progress("asking whether reads need a token…");
+    run.token = run.stack.use(
+      await carryToken(proxy, server.url, {
+        ...run.options,
+        logger: run.logger,
+        remoteClients: run.remoteClients,
+      }),
+    );
+    const { ok, detail } = tokenReport(run.token);
+    if (!ok) throw new NoTokenFits(detail);
+    return detail;
+  },
+};
+
 /** Why a run goes on without the data servers: they are forwarded when first seen. */
 const forwardedLater = (error: Error) =>
   `could not list the server's endpoints (${error.message}); they will be forwarded when first ` +
@@ -340,6 +380,11 @@ export const discoverStage: Stage = {
   survivable: forwardedLater,
   async run(run) {
     const proxy = needs(run.proxy, "the proxy");
+    // Without a token a protected server refuses the listing; the token stage said so.
+    if (run.token?.needed && !run.token.source?.search.token) {
+      run.logger.info("data servers will be forwarded when first seen");
+      return undefined;
+    }
     run.logger.progress("listing endpoints…");
     const discovery = await proxy.discover(run.options.timeoutMs);
     run.discovery = discovery;
@@ -398,6 +443,7 @@ export const STAGES: readonly Stage[] = [
   forwardServerStage,
   forwardReuseStage,
   serveStage,
+  tokenStage,
   discoverStage,
   forwardAllStage,
 ];
@@ -469,12 +515,13 @@ export async function runStages(run: Run, options: RunStagesOptions = {}): Promi
     } catch (error) {
       outcome = { stage, error: error as Error, ms: performance.now() - started };
     }
-    if (outcome.error && !stage.survivable) {
+    const warning = outcome.error && stage.survivable?.(outcome.error);
+    if (outcome.error && warning === undefined) {
       await report?.(outcome);
       throw outcome.error;
     }
     if (report) await report(outcome);
-    else if (outcome.error) run.logger.warn(stage.survivable!(outcome.error));
+    else if (warning) run.logger.warn(warning);
   };
   try {
     for (const stage of stages) {

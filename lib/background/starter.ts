@@ -54,6 +54,9 @@ export interface BackgroundOptions extends
     | "reuseThroughProxy"
     | "sshConfig"
     | "sshOptions"
+    | "tokenFile"
+    | "tokenAudience"
+    | "noToken"
     | "signal"
   > {
   /**
@@ -139,6 +142,9 @@ export async function startBackgroundProxy(
       reuseThroughProxy: options.reuseThroughProxy,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
+      tokenFile: options.tokenFile,
+      tokenAudience: options.tokenAudience,
+      noToken: options.noToken,
       verbosity: logger.level,
       giveUpAfterSeconds: options.giveUpAfterSeconds ?? GIVE_UP_AFTER_SECONDS,
       master: master.controlPath,

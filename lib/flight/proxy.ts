@@ -49,6 +49,28 @@ export interface FlightProxyOptions {
    * address the forwards listen on.
    */
   remoteClients?: boolean;
+  /** The user's token, for deployments whose reads need one (see {@link FlightProxy.setToken}). */
+  token?: ProxyToken;
+}
+
+/**
+ * The user's token as the proxy adds it: to each call that carries no
+ * `authorization` of its own, and the one line a call refused for it gets
+ * (what was sent, how to fix it; never the token), from the parent process.
+ */
+export interface ProxyToken {
+  /** `Bearer …`; none: the proxy has no token to add (the lines still explain). */
+  authorization?: string;
+  /**
+   * Add it to clients' calls. False (`--allow-remote-clients`): only the
+   * proxy's own calls carry it, and clients' refusals pass unexplained.
+   * @default {true}
+   */
+  clients?: boolean;
+  /** What a call the server answered UNAUTHENTICATED (16) says first. */
+  unauthenticated: string;
+  /** What a call the server answered PERMISSION_DENIED (7) says first. */
+  permissionDenied: string;
 }
 
 /**
@@ -76,6 +98,12 @@ const HOP_HEADERS = new Set([
   "grpc-message",
 ]);
 
+/** A call's metadata as the backend gets it; `ours` when the proxy's token (or none) stands for it. */
+interface Outgoing {
+  metadata: grpc.Metadata;
+  ours: boolean;
+}
+
 function forwardable(metadata: grpc.Metadata): grpc.Metadata {
   const out = metadata.clone();
   for (const key of Object.keys(out.getMap())) {
@@ -83,6 +111,9 @@ function forwardable(metadata: grpc.Metadata): grpc.Metadata {
   }
   return out;
 }
+
+/** The trailer in which an Arrow Flight server sends its status message (C++ reads it first). */
+const ARROW_STATUS_MESSAGE = "x-arrow-status-message-bin";
 
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -124,6 +155,9 @@ export class FlightProxy implements AsyncDisposable {
   #unavailable: string | undefined;
   #closed = false;
   #remoteClients: boolean;
+  #token: ProxyToken | undefined;
+  // Each refusal line is logged once, not per call.
+  #explained = new Set<string>();
 
   private constructor(
     server: grpc.Server,
@@ -195,6 +229,7 @@ export class FlightProxy implements AsyncDisposable {
       logger,
       options.remoteClients ?? false,
     );
+    proxy.setToken(options.token);
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
   }
@@ -205,6 +240,15 @@ export class FlightProxy implements AsyncDisposable {
    */
   setUnavailable(reason: string | undefined): void {
     this.#unavailable = reason;
+  }
+
+  /**
+   * The user's token from now on (undefined: add none, explain nothing). A
+   * call that carries its own `authorization` always passes untouched.
+   */
+  setToken(token: ProxyToken | undefined): void {
+    this.#token = token;
+    this.#explained.clear();
   }
 
   /** Stops listening, cancels calls in flight and closes the backend channel. */
@@ -282,6 +326,53 @@ export class FlightProxy implements AsyncDisposable {
       : { code: grpc.status.UNAVAILABLE, details: this.#unavailable };
   }
 
+  /**
+   * The line for a call refused with `code` while it carried the proxy's token
+   * (or none), logged the first time; undefined when `code` is not 16 or 7, or
+   * no token was set.
+   */
+  explainRefusal(code: number): string | undefined {
+    const line = code === grpc.status.UNAUTHENTICATED
+      ? this.#token?.unauthenticated
+      : code === grpc.status.PERMISSION_DENIED
+      ? this.#token?.permissionDenied
+      : undefined;
+    if (line !== undefined && !this.#explained.has(line)) {
+      this.#explained.add(line);
+      this.#logger.warn(line);
+    }
+    return line;
+  }
+
+  /** The metadata to send on: the client's, with the user's token when it carries none. */
+  #outgoing(metadata: grpc.Metadata): Outgoing {
+    const out = forwardable(metadata);
+    const token = this.#token;
+    if (token === undefined || token.clients === false || out.get("authorization").length > 0) {
+      return { metadata: out, ours: false };
+    }
+    if (token.authorization) out.set("authorization", token.authorization);
+    return { metadata: out, ours: true };
+  }
+
+  /** A backend status as the client gets it: a refusal of the proxy's token says why first. */
+  #explain<S extends { code: grpc.status; details?: string; metadata?: grpc.Metadata }>(
+    status: S,
+    ours: boolean,
+  ): S {
+    if (!ours) return status;
+    const line = this.explainRefusal(status.code);
+    if (line === undefined) return status;
+    const details = `${line}; the server said: ${status.details ?? ""}`;
+    // Arrow Flight clients read the message from this trailer before grpc-message.
+    let metadata = status.metadata;
+    if (metadata && metadata.get(ARROW_STATUS_MESSAGE).length > 0) {
+      metadata = metadata.clone();
+      metadata.set(ARROW_STATUS_MESSAGE, Buffer.from(details));
+    }
+    return { ...status, details, metadata };
+  }
+
   #failure(error: unknown, method: FlightMethod): ServiceError {
     if (error instanceof EndpointUnavailableError) {
       return { code: grpc.status.UNAVAILABLE, details: error.message };
@@ -303,12 +394,13 @@ export class FlightProxy implements AsyncDisposable {
       if (refusal) return callback(refusal);
       this.#logger.debug(`${method}`);
       let response: Buffer | undefined;
+      const outgoing = this.#outgoing(call.metadata);
       const backend = this.#client.makeUnaryRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
         passBytes,
         call.request,
-        forwardable(call.metadata),
+        outgoing.metadata,
         this.#callOptions(call),
         (_error, value) => response = value,
       );
@@ -316,7 +408,7 @@ export class FlightProxy implements AsyncDisposable {
       backend.on("metadata", (headers) => call.sendMetadata(forwardable(headers)));
       // The callback above runs just before 'status', so the response is known here.
       backend.on("status", async (status) => {
-        if (status.code !== grpc.status.OK) return callback(status);
+        if (status.code !== grpc.status.OK) return callback(this.#explain(status, outgoing.ours));
         if (response === undefined) {
           return callback({ code: grpc.status.INTERNAL, details: "server sent no response" });
         }
@@ -347,16 +439,17 @@ export class FlightProxy implements AsyncDisposable {
       } catch (error) {
         return call.emit("error", this.#failure(error, method));
       }
+      const outgoing = this.#outgoing(call.metadata);
       const backend = this.#client.makeServerStreamRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
         passBytes,
         toBuffer(request),
-        forwardable(call.metadata),
+        outgoing.metadata,
         this.#callOptions(call),
       );
       call.on("cancelled", () => backend.cancel());
-      this.#pipeResponses(method, backend, call, transform, this.#clientHost(call));
+      this.#pipeResponses(method, backend, call, transform, this.#clientHost(call), outgoing.ours);
     };
   }
 
@@ -365,11 +458,12 @@ export class FlightProxy implements AsyncDisposable {
       const refusal = this.#refusal();
       if (refusal) return call.emit("error", refusal);
       this.#logger.debug(`${method}`);
+      const outgoing = this.#outgoing(call.metadata);
       const backend = this.#client.makeBidiStreamRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
         passBytes,
-        forwardable(call.metadata),
+        outgoing.metadata,
         this.#callOptions(call),
       );
       call.on("cancelled", () => backend.cancel());
@@ -382,7 +476,7 @@ export class FlightProxy implements AsyncDisposable {
       });
       call.on("end", () => backend.end());
       call.on("error", () => backend.cancel());
-      this.#pipeResponses(method, backend, call, undefined, undefined);
+      this.#pipeResponses(method, backend, call, undefined, undefined, outgoing.ours);
     };
   }
 
@@ -393,6 +487,7 @@ export class FlightProxy implements AsyncDisposable {
     call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
     transform: Transform | undefined,
     clientHost: string | undefined,
+    ours: boolean,
   ): void {
     let finished = false;
     let pending: Promise<void> = Promise.resolve();
@@ -434,7 +529,7 @@ export class FlightProxy implements AsyncDisposable {
     backend.once("status", async (status) => {
       await drained;
       await pending;
-      if (status.code !== grpc.status.OK) return fail(status);
+      if (status.code !== grpc.status.OK) return fail(this.#explain(status, ours));
       if (finished) return;
       finished = true;
       call.end(status.metadata);

@@ -14,9 +14,10 @@
  *
  * @module
  */
-import { FlightProxy } from "../flight/proxy.ts";
+import { FlightProxy, type ProxyToken } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
-import { discoverEndpoints } from "../flight/discovery.ts";
+import { CallError, discoverEndpoints } from "../flight/discovery.ts";
+import { serverInfo } from "../flight/server_info.ts";
 import type { Logger, Verbosity } from "../log.ts";
 import {
   type ChildCall,
@@ -51,12 +52,14 @@ export async function runProxyChild(): Promise<number> {
   const forwards = new Pending<string>();
   let proxy: FlightProxy | undefined;
   let backend = "";
+  let token: ProxyToken | undefined;
 
   for await (const raw of jsonLines(Deno.stdin.readable)) {
     const message = raw as ToChild;
     switch (message.type) {
       case "start": {
         backend = message.backend;
+        token = message.token;
         const locations = new LocationMap(
           message.locations,
           (remote) => {
@@ -73,6 +76,7 @@ export async function runProxyChild(): Promise<number> {
             logger: childLogger(message.level),
             channelOptions: message.channelOptions,
             remoteClients: message.remoteClients,
+            token,
           });
         } catch (error) {
           out({ type: "failed", message: (error as Error).message });
@@ -91,6 +95,10 @@ export async function runProxyChild(): Promise<number> {
         );
         break;
       }
+      case "token":
+        token = message.token;
+        proxy?.setToken(token);
+        break;
       case "unavailable":
         proxy?.setUnavailable(message.reason);
         break;
@@ -99,9 +107,9 @@ export async function runProxyChild(): Promise<number> {
         break;
       case "call": {
         const { id } = message;
-        answer(message.call, backend, proxy?.url ?? "").then(
+        answer(message.call, backend, proxy?.url ?? "", token?.authorization).then(
           (value) => out({ type: "answer", id, value }),
-          (error) => out({ type: "answer", id, error: (error as Error).message }),
+          (error) => out({ type: "answer", id, error: explained(error, proxy) }),
         );
         break;
       }
@@ -111,23 +119,41 @@ export async function runProxyChild(): Promise<number> {
   return 0;
 }
 
-/** Makes one call the parent asked for; `backend` is the server, `self` this proxy. */
+/**
+ * An own call's error as the parent gets it: a refusal of the user's token is
+ * said once, in the proxy's warning, and this points at it.
+ */
+function explained(error: unknown, proxy: FlightProxy | undefined): string {
+  const message = (error as Error).message;
+  if (!(error instanceof CallError) || proxy?.explainRefusal(error.code) === undefined) {
+    return message;
+  }
+  return `refused, see the token warning: ${message}`;
+}
+
+/**
+ * Makes one call the parent asked for; `backend` is the server, `self` this
+ * proxy, `authorization` the user's token (the proxy's own calls carry it too).
+ */
 async function answer(
   call: ChildCall,
   backend: string,
   self: string,
+  authorization: string | undefined,
 ): Promise<ChildCalls[ChildCall["method"]]["result"]> {
   switch (call.method) {
     case "discover":
-      return await discoverEndpoints(backend, call.args.timeoutMs);
+      return await discoverEndpoints(backend, call.args.timeoutMs, authorization);
+    case "serverInfo":
+      return await serverInfo(backend, call.args.timeoutMs);
     // Loaded on first use: a run never probes, and the client brings apache-arrow.
     case "probe": {
       const { pingFlight } = await import("../flight/client.ts");
-      return await pingFlight(call.args.url, call.args.timeoutMs);
+      return await pingFlight(call.args.url, call.args.timeoutMs, authorization);
     }
     case "fetch": {
       const { sampleFetch } = await import("../flight/client.ts");
-      return await sampleFetch(self, call.args);
+      return await sampleFetch(self, { ...call.args, authorization });
     }
   }
 }

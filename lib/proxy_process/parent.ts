@@ -17,6 +17,8 @@
 import type { LocationMap } from "../flight/locations.ts";
 import type { Discovery } from "../flight/discovery.ts";
 import type { SampleFetch } from "../flight/client.ts";
+import type { ProxyToken } from "../flight/proxy.ts";
+import type { ServerInfo } from "../flight/server_info.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { readLines } from "../lines.ts";
@@ -36,6 +38,7 @@ import { delay as sleep } from "../async.ts";
 import { stopChild } from "../process.ts";
 
 export type { ChannelOptions } from "./protocol.ts";
+export type { ServerInfo } from "../flight/server_info.ts";
 
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
@@ -100,6 +103,7 @@ export class IsolatedProxy implements AsyncDisposable {
   #logger: Logger;
   #child: Child;
   #unavailable: string | undefined;
+  #token: ProxyToken | undefined;
   #closing = false;
   #replacing = false;
   #backoff = new Backoff(RESTART_BACKOFF);
@@ -172,6 +176,20 @@ export class IsolatedProxy implements AsyncDisposable {
     return this.#child.call({ method: "discover", args: { timeoutMs } });
   }
 
+  /** The server's `server-info` (whether reads need a token), asked by the child. */
+  serverInfo(timeoutMs?: number): Promise<ServerInfo> {
+    return this.#child.call({ method: "serverInfo", args: { timeoutMs } });
+  }
+
+  /**
+   * The user's token from now on, for the child to add to calls (and for every
+   * child that replaces it). It travels only over the child's stdin.
+   */
+  setToken(token: ProxyToken | undefined): void {
+    this.#token = token;
+    this.#child.send({ type: "token", token });
+  }
+
   /** One ListActions round trip to the Flight server at `url`, in ms, made by the child. */
   probe(url: string, timeoutMs: number): Promise<number> {
     return this.#child.call({ method: "probe", args: { url, timeoutMs } });
@@ -228,7 +246,12 @@ export class IsolatedProxy implements AsyncDisposable {
       const child = Child.spawn(this.#options, this.#logger);
       this.#child = child;
       try {
-        await child.start(this.#options as StartedOptions, this.address, this.#unavailable);
+        await child.start(
+          this.#options as StartedOptions,
+          this.address,
+          this.#unavailable,
+          this.#token,
+        );
         this.#restarts++;
         this.#logger.info(`proxy restarted on ${this.address}`);
       } catch (error) {
@@ -300,8 +323,10 @@ class Child {
     options: StartedOptions,
     listen: string,
     unavailable: string | undefined,
+    token?: ProxyToken,
   ): Promise<string> {
     this.send({
+      token,
       type: "start",
       backend: options.backend,
       listen,

@@ -17,6 +17,8 @@
  */
 import type { Discovery } from "../flight/discovery.ts";
 import type { SampleFetch } from "../flight/client.ts";
+import type { ProxyToken } from "../flight/proxy.ts";
+import type { ServerInfo } from "../flight/server_info.ts";
 import type { Verbosity } from "../log.ts";
 import { readLines } from "../lines.ts";
 
@@ -33,10 +35,11 @@ export type ChannelOptions = Record<string, string | number>;
  * What the parent asks the child to do over gRPC, by name: its arguments and
  * what it answers. A run asks `discover`; doctor also asks `probe` (one
  * ListActions round trip to a forward, in ms) and `fetch` (a small Stream
- * through the child's own proxy).
+ * through the child's own proxy); `serverInfo` learns whether reads need a token.
  */
 export interface ChildCalls {
   discover: { args: { timeoutMs?: number }; result: Discovery };
+  serverInfo: { args: { timeoutMs?: number }; result: ServerInfo };
   probe: { args: { url: string; timeoutMs: number }; result: number };
   fetch: { args: { channels: string[]; timeoutMs: number }; result: SampleFetch };
 }
@@ -58,7 +61,14 @@ export type ToChild =
     /** The parent logger's level: the child sends debug lines only at `verbose`. */
     level: Verbosity;
     remoteClients?: boolean;
+    /** The user's token, in place before the first call. */
+    token?: ProxyToken;
   }
+  /**
+   * The user's token changed (renewed, expired, none fits any more): the pipe
+   * is the only place it travels, and nothing logs this message.
+   */
+  | { type: "token"; token?: ProxyToken }
   | { type: "resolved"; id: number; local?: string; error?: string }
   | { type: "unavailable"; reason?: string }
   | { type: "set"; remote: string; local: string }
