@@ -19,6 +19,7 @@
  */
 import { type Logger, silentLogger } from "../log.ts";
 import { RequestRewriter } from "./request_rewriter.ts";
+import { closeQuietly, copyConnection, noDelay, PIPE_BUFFER, writeAll } from "../net/pipe.ts";
 
 /** Options of {@link relayHttp2} and {@link serveHeaderRelay}. */
 export interface HeaderRelayOptions {
@@ -34,8 +35,7 @@ export interface HeaderRelayOptions {
   maxHeaderBlockBytes?: number;
 }
 
-// Server-to-client carries the bulk data: large reads mean few, large writes.
-const DOWNSTREAM_BUFFER = 256 * 1024;
+// Server-to-client carries the bulk data (PIPE_BUFFER, large); requests are small.
 const UPSTREAM_BUFFER = 64 * 1024;
 
 /** Relays one client connection until either side ends it; closes both. */
@@ -68,7 +68,7 @@ export async function relayHttp2(client: Deno.Conn, options: HeaderRelayOptions)
       }
     }
   })();
-  const down = copy(upstream, client, DOWNSTREAM_BUFFER);
+  const down = copyConnection(upstream, client, PIPE_BUFFER);
   // Whichever direction ends first (or fails) ends the connection.
   await Promise.race([up, down]).catch(() => undefined);
   closeQuietly(client);
@@ -110,31 +110,4 @@ export function serveHeaderRelay(
       await Promise.allSettled([...relays]);
     })();
   return { addr: listener.addr, close, [Symbol.asyncDispose]: close };
-}
-
-/** Copies `from` to `to` through one reused buffer until `from` ends. */
-async function copy(from: Deno.Conn, to: Deno.Conn, size: number): Promise<void> {
-  const buffer = new Uint8Array(size);
-  for (;;) {
-    const n = await from.read(buffer);
-    if (n === null) return;
-    await writeAll(to, buffer.subarray(0, n));
-  }
-}
-
-async function writeAll(to: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await to.write(bytes.subarray(written));
-}
-
-function noDelay(conn: Deno.Conn): void {
-  if (conn.localAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
-}
-
-function closeQuietly(closer: { close(): void }): void {
-  try {
-    closer.close();
-  } catch {
-    // Already closed.
-  }
 }

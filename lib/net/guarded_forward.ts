@@ -1,0 +1,80 @@
+/**
+ * The proxy's client port, kept to its user: a TCP listener whose connections
+ * are admitted only from the proxy's own uid (`guard.ts`) and then piped to a
+ * Unix socket in the private directory, where the gRPC server listens.
+ *
+ * @example
+ * ```ts
+ * import { serveGuardedForward } from "./guarded_forward.ts";
+ *
+ * await using port = serveGuardedForward(Deno.listen({ hostname: "127.0.0.1", port: 31206 }), {
+ *   dial: () => Deno.connect({ transport: "unix", path: "/tmp/arrakis-x/proxy" }),
+ * });
+ * ```
+ *
+ * @module
+ */
+import { type Logger, silentLogger } from "../log.ts";
+import { admitsOwnUser } from "./guard.ts";
+import { closeQuietly, pipeConnections } from "./pipe.ts";
+
+/** Options of {@link serveGuardedForward}. */
+export interface GuardedForwardOptions {
+  /** Where an admitted connection goes. */
+  dial: () => Promise<Deno.Conn>;
+  /** One line per refused connection or failed dial. */
+  logger?: Logger;
+  /** Admit every uid (`--allow-remote-clients`: remote peers have none here). @default {false} */
+  admitAll?: boolean;
+}
+
+/** What {@link serveGuardedForward} answers; stop it with `close` or `await using`. */
+export interface GuardedForward extends AsyncDisposable {
+  /** The TCP address it listens on. */
+  readonly addr: Deno.NetAddr;
+  /** Stops listening and ends every piped connection. */
+  close(): Promise<void>;
+}
+
+/** Accepts on `listener`, admits (see the module doc) and pipes to `dial()`. */
+export function serveGuardedForward(
+  listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
+  options: GuardedForwardOptions,
+): GuardedForward {
+  const logger = options.logger ?? silentLogger;
+  const open = new Set<Deno.Conn>();
+  const pipes = new Set<Promise<void>>();
+  const handle = async (conn: Deno.TcpConn) => {
+    if (!options.admitAll && !await admitsOwnUser(conn, logger)) return;
+    let target: Deno.Conn;
+    try {
+      target = await options.dial();
+    } catch (error) {
+      logger.warn(`cannot pass a client connection on: ${(error as Error).message}`);
+      closeQuietly(conn);
+      return;
+    }
+    open.add(target);
+    await pipeConnections(conn, target);
+    open.delete(target);
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      const pipe = handle(conn).finally(() => {
+        open.delete(conn);
+        pipes.delete(pipe);
+      });
+      pipes.add(pipe);
+    }
+  })().catch(() => undefined);
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    closing ??= (async () => {
+      closeQuietly(listener);
+      await accepting;
+      for (const conn of open) closeQuietly(conn);
+      await Promise.allSettled([...pipes]);
+    })();
+  return { addr: listener.addr, close, [Symbol.asyncDispose]: close };
+}
