@@ -8,6 +8,9 @@
  *   relay (`bench/relay_child.ts`, its own process) on `DIR/relay` adding the
  *   token; the client sends none and names the relay `grpc+unix://DIR/relay`.
  *
+ * - **guarded**: the tunnel behind a uid-guarded TCP → TCP pipe (`lib/net/`), what
+ *   option (a) for the proxy's client port adds to a call.
+ *
  * Rounds alternate the paths; ratios are medians of per-round ratios. Then
  * `memBytes` stream through the relay alone while its memory is sampled.
  *
@@ -24,7 +27,7 @@ import { makeControlDir } from "../lib/ssh/control_dir.ts";
 import { physicalMiB, rssMiB, spawnDeno } from "./children.ts";
 import { benchChannels, findVenv, pythonCache, startArrakisServer } from "./python.ts";
 import { pythonJson } from "../tests/fixtures/python.ts";
-import { summarize } from "./stats.ts";
+import { median, summarize } from "./stats.ts";
 import type { RelayChildConfig } from "./relay_child.ts";
 
 const MiB = 1 << 20;
@@ -86,9 +89,9 @@ await waitFor(
 );
 
 Deno.env.set("ARRAKIS_BENCH_TOKEN", TOKEN);
-await using relay = await spawnDeno<{ pid: number }>(
+await using relay = await spawnDeno<{ pid: number; guardedPort: number }>(
   new URL("./relay_child.ts", import.meta.url).pathname,
-  { listen: `${dir}/relay`, dial: `${dir}/forward` } satisfies RelayChildConfig,
+  { listen: `${dir}/relay`, dial: `${dir}/forward`, guardTo: port } satisfies RelayChildConfig,
 );
 const idleMiB = physicalMiB([relay.pid]);
 
@@ -96,6 +99,8 @@ const stream = { channels: channels.names, start: channels.start };
 const paths = {
   tunnel: { url: `grpc://127.0.0.1:${port}`, token: TOKEN },
   relay: { url: `grpc+unix://${dir}/relay`, token: null },
+  // The tunnel behind a uid-guarded TCP pipe: what option (a) adds to each call.
+  guarded: { url: `grpc://127.0.0.1:${relay.hello.guardedPort}`, token: TOKEN },
 };
 const python = `${venv}/bin/python`;
 const script = new URL("./py/relay_bench.py", import.meta.url).pathname;
@@ -133,7 +138,9 @@ console.log(
 console.log(
   `GetFlightInfo p50: tunnel ${fixed(info.median.tunnel, 2)} ms, relay ${
     fixed(info.median.relay, 2)
-  } ms`,
+  } ms, tunnel behind the guarded pipe ${fixed(info.median.guarded, 2)} ms (+${
+    fixed(median(figures.infoP50Ms.guarded.map((ms, i) => ms - figures.infoP50Ms.tunnel[i])), 3)
+  } ms)`,
 );
 console.log(
   `relay process: idle ${fixed(idleMiB)} MiB, peak VmRSS ${fixed(peakMiB)} MiB while ${

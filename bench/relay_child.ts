@@ -10,6 +10,7 @@
  */
 import { serveHeaderRelay } from "../lib/http2/relay.ts";
 import { stderrLogger } from "../lib/log.ts";
+import { serveGuardedForward } from "../lib/net/guarded_forward.ts";
 
 /** What the bench asks of the child. */
 export interface RelayChildConfig {
@@ -17,6 +18,11 @@ export interface RelayChildConfig {
   listen: string;
   /** Unix socket to dial for each connection. */
   dial: string;
+  /**
+   * Also a uid-guarded TCP port (option (a) for the client port) piping to this
+   * TCP port; the child then prints `guardedPort` too.
+   */
+  guardTo?: number;
 }
 
 async function main(config: RelayChildConfig): Promise<void> {
@@ -29,7 +35,11 @@ async function main(config: RelayChildConfig): Promise<void> {
       logger: stderrLogger("normal", "relay"),
     },
   );
-  console.log(JSON.stringify({ pid: Deno.pid }));
+  await using guarded = config.guardTo === undefined ? undefined : serveGuardedForward(
+    Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+    { dial: () => Deno.connect({ hostname: "127.0.0.1", port: config.guardTo! }) },
+  );
+  console.log(JSON.stringify({ pid: Deno.pid, guardedPort: guarded?.addr.port }));
   for await (const _ of Deno.stdin.readable) { /* wait for EOF */ }
 }
 
