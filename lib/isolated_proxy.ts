@@ -74,6 +74,8 @@ function defaultChildCommand(): string[] {
     "--allow-net",
     "--allow-env",
     "--allow-read",
+    // Connecting to a Unix socket needs write access to it: forwards live in a temp dir.
+    `--allow-write=${[...new Set([Deno.env.get("TMPDIR") ?? "/tmp", "/tmp"])].join(",")}`,
     main,
     PROXY_CHILD_FLAG,
   ];

@@ -10,11 +10,19 @@
  * @module
  */
 import { SshSupervisor, type SupervisorOptions } from "./ssh/supervisor.ts";
-import type { ConnectOptions } from "./ssh/connection.ts";
+import { type ConnectOptions, localName } from "./ssh/connection.ts";
 import { assertSshDestination } from "./ssh/validate.ts";
 import { type RemoteServer, resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy, type IsolatedProxyOptions } from "./isolated_proxy.ts";
-import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
+import {
+  isSocketPath,
+  LocationMap,
+  type ParsedLocation,
+  REUSE_CONNECTION,
+  unixLocation,
+} from "./flight/locations.ts";
+import { makeControlDir } from "./ssh/control_dir.ts";
+import { TokenRelays } from "./http2/token_relays.ts";
 import type { Discovery } from "./flight/discovery.ts";
 import {
   formatNetloc,
@@ -80,6 +88,13 @@ export interface SshProxyOptions extends SshOptions {
    * keeps bulk data off the proxy).
    */
   reuseThroughProxy?: boolean;
+  /**
+   * The `authorization` value (`Bearer …`) to add to data-server and
+   * reuse-connection calls that carry none (header relays in front of those
+   * forwards); undefined: none. Ignored with remote clients: their calls never
+   * get the user's token.
+   */
+  authorization?: () => string | undefined;
 }
 
 /** The supervisor's key of the second forward to the server (reuse-connection endpoints). */
@@ -189,7 +204,7 @@ export interface ConnectStageOptions
   extends
     SshOptions,
     Pick<SshProxyOptions, "adoptMaster" | "reconnectBackoffMs">,
-    Pick<SupervisorOptions, "onDown" | "onUp" | "bindAddress"> {}
+    Pick<SupervisorOptions, "onDown" | "onUp" | "bindAddress" | "socketDir"> {}
 
 /**
  * Stage 1, connect: the SSH master, kept up (reconnects with backoff). Without
@@ -206,6 +221,7 @@ export async function connect(
     ...connectOptions(sshHost, options),
     adopt: options.adoptMaster,
     bindAddress: options.bindAddress,
+    socketDir: options.socketDir,
     sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
     initialBackoffMs: options.reconnectBackoffMs,
     onDown: options.onDown,
@@ -235,15 +251,16 @@ export async function forwardServer(
   server: RemoteServer,
   locations: LocationMap,
   logger: Logger = silentLogger,
+  relays?: TokenRelays,
 ): Promise<string> {
+  const serverNetloc = formatNetloc(server.host, server.port);
   locations.setResolver(async (remote) => {
-    const local = await ssh.forward(remote.host, remote.port);
-    const netloc = formatNetloc(local.host, local.port);
-    logger.info(`forwarding ${netloc} → ${remote.netloc}`);
-    return netloc;
+    const local = localName(await ssh.forward(remote.host, remote.port));
+    logger.info(`forwarding ${local} → ${remote.netloc}`);
+    // The info server's forward is the grpc-js backend, which adds the token itself.
+    return relays && remote.netloc !== serverNetloc ? relays.front(local, remote.netloc) : local;
   });
-  const netloc = formatNetloc(server.host, server.port);
-  return await locations.resolve({ host: server.host, port: server.port, netloc });
+  return await locations.resolve({ host: server.host, port: server.port, netloc: serverNetloc });
 }
 
 /**
@@ -256,14 +273,16 @@ export async function forwardReuse(
   server: RemoteServer,
   locations: LocationMap,
   logger: Logger = silentLogger,
+  relays?: TokenRelays,
 ): Promise<string> {
   const local = await ssh.forward(server.host, server.port, { key: REUSE_FORWARD });
-  const netloc = formatNetloc(local.host, local.port);
+  const netloc = localName(local);
   logger.info(
     `forwarding ${netloc} → ${formatNetloc(server.host, server.port)} (reuse-connection endpoints)`,
   );
-  locations.set(REUSE_CONNECTION, netloc);
-  return netloc;
+  const where = relays ? relays.front(netloc, formatNetloc(server.host, server.port)) : netloc;
+  locations.set(REUSE_CONNECTION, where);
+  return where;
 }
 
 /**
@@ -363,6 +382,16 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
 
   const locations = new LocationMap();
   await using stack = new AsyncDisposableStack();
+  // Only the user (issue 16): forwards on Unix sockets in a private directory, no
+  // TCP port another user could reach, and with a token, header relays beside
+  // the data-server ones. Remote clients need TCP forwards, and get no token.
+  const socketDir = remoteClients ? undefined : await makeControlDir();
+  if (socketDir !== undefined) {
+    stack.defer(() => Deno.remove(socketDir, { recursive: true }).catch(() => undefined));
+  }
+  const relays = socketDir !== undefined && options.authorization
+    ? stack.use(new TokenRelays(options.authorization, logger))
+    : undefined;
   // The proxy process loads while ssh connects; it learns its backend at the end.
   const backend = Promise.withResolvers<string>();
   const proxyStarting = startProxy({
@@ -384,19 +413,23 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     await connect(sshHost, {
       ...options,
       bindAddress: remoteClients ? listen.host : "127.0.0.1",
+      socketDir,
       onDown: (reason) => started.proxy?.setUnavailable(reason),
       onUp: (moved) => {
         reconnects++;
         for (const { host, port, key, local } of moved) {
           const remote = formatNetloc(host, port);
-          const netloc = formatNetloc(local.host, local.port);
+          const netloc = localName(local);
           logger.info(`forwarding ${netloc} → ${remote} (moved)`);
           if (key === REUSE_FORWARD) {
-            locations.set(REUSE_CONNECTION, netloc);
+            locations.set(REUSE_CONNECTION, relays ? relays.front(netloc, remote) : netloc);
             continue;
           }
-          locations.set(remote, netloc);
-          if (remote === infoNetloc) started.proxy?.setBackend(`grpc://${dialable(netloc)}`);
+          locations.set(
+            remote,
+            relays && remote !== infoNetloc ? relays.front(netloc, remote) : netloc,
+          );
+          if (remote === infoNetloc) started.proxy?.setBackend(backendUrl(netloc));
         }
         started.proxy?.setUnavailable(undefined);
       },
@@ -408,15 +441,15 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const infoNetloc = formatNetloc(server.host, server.port);
   options.signal?.throwIfAborted();
 
-  const infoLocal = await forwardServer(ssh, server, locations, logger);
+  const infoLocal = await forwardServer(ssh, server, locations, logger, relays);
   options.signal?.throwIfAborted();
   // Opened while the proxy starts and discovers; in place before the ready line.
   const reuse = options.reuseThroughProxy
     ? undefined
-    : forwardReuse(ssh, server, locations, logger);
+    : forwardReuse(ssh, server, locations, logger, relays);
   reuse?.catch(() => {/* awaited below */});
 
-  backend.resolve(`grpc://${dialable(infoLocal)}`);
+  backend.resolve(backendUrl(infoLocal));
   const proxy = stack.use(await proxyStarting);
   started.proxy = proxy;
   options.signal?.throwIfAborted();
@@ -463,6 +496,11 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** The grpc-js backend URL of a forward: its Unix socket, or its TCP address. */
+function backendUrl(local: string): string {
+  return isSocketPath(local) ? unixLocation(local) : `grpc://${dialable(local)}`;
 }
 
 /** A forward's local address as this machine dials it (a wildcard bind means loopback). */

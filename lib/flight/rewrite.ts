@@ -7,7 +7,15 @@
  * @module
  */
 import { concatBytes, encodeLenField, scanFields, WireType } from "./wire.ts";
-import { classifyLocation, type LocationMap, REUSE_CONNECTION, withNetloc } from "./locations.ts";
+import {
+  classifyLocation,
+  isSocketPath,
+  type LocationMap,
+  REUSE_CONNECTION,
+  unixLocation,
+  unixPathOf,
+  withNetloc,
+} from "./locations.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 
 const URI = "uri";
@@ -271,7 +279,7 @@ export class LocationRewriter {
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
     // Endpoints with no location are redeemed where reuse-connection ones are.
     const reuse = this.#map.local(REUSE_CONNECTION);
-    const fillEmpty = reuse === undefined ? undefined : `grpc://${reachable(reuse, clientHost)}`;
+    const fillEmpty = reuse === undefined ? undefined : grpcUri(reuse, clientHost);
     const rewrite = () =>
       rewriteLocations(bytes, shape, (uri) => {
         const kind = this.#classify(uri);
@@ -279,15 +287,18 @@ export class LocationRewriter {
           const local = this.#map.local(REUSE_CONNECTION);
           return local === undefined
             ? undefined
-            : this.#announce(uri, `grpc://${reachable(local, clientHost)}`, "the info server");
+            : this.#announce(uri, grpcUri(local, clientHost), "the info server");
         }
         if (kind.kind !== "endpoint") return undefined;
         const { location } = kind;
         const local = this.#map.local(location.netloc);
         if (local === undefined && this.#map.canResolve) wanted.set(location.netloc, location);
-        return local === undefined
-          ? undefined
-          : this.#announce(uri, withNetloc(location, reachable(local, clientHost)));
+        return local === undefined ? undefined : this.#announce(
+          uri,
+          isSocketPath(local)
+            ? unixLocation(local)
+            : withNetloc(location, reachable(local, clientHost)),
+        );
       }, fillEmpty);
     const out = rewrite();
     if (wanted.size === 0) return out;
@@ -308,6 +319,12 @@ export class LocationRewriter {
    */
   toRemote(bytes: Uint8Array, shape: MessageShape, clientHost?: string): Uint8Array {
     return rewriteLocations(bytes, shape, (uri) => {
+      const path = unixPathOf(uri);
+      if (path !== undefined) {
+        const remote = this.#map.remote(path);
+        if (remote === undefined) return undefined;
+        return remote === REUSE_CONNECTION ? REUSE_CONNECTION : `grpc://${remote}`;
+      }
       const kind = classifyLocation(uri);
       if (kind.kind !== "endpoint") return undefined;
       const { location } = kind;
@@ -345,6 +362,11 @@ export class LocationRewriter {
     }
     return kind;
   }
+}
+
+/** The location of a local forward: `grpc+unix:///path`, or `grpc://host:port` as `clientHost` reaches it. */
+function grpcUri(local: string, clientHost: string | undefined): string {
+  return isSocketPath(local) ? unixLocation(local) : `grpc://${reachable(local, clientHost)}`;
 }
 
 /** A local forward's `host:port` as a client on `clientHost` reaches it. */
