@@ -23,6 +23,7 @@ import {
 } from "./flight/locations.ts";
 import { makeControlDir } from "./ssh/control_dir.ts";
 import { TokenRelays } from "./http2/token_relays.ts";
+import { serveGuardedForward } from "./net/guarded_forward.ts";
 import type { Discovery } from "./flight/discovery.ts";
 import {
   formatNetloc,
@@ -394,9 +395,17 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     : undefined;
   // The proxy process loads while ssh connects; it learns its backend at the end.
   const backend = Promise.withResolvers<string>();
+  // Only the user (issue 16): with a private directory, the gRPC server listens on
+  // a Unix socket there and this process owns the TCP port, admitting only our uid.
+  const clientPort = socketDir === undefined ? undefined : stack.use(
+    serveGuardedForward(Deno.listen({ hostname: listen.host, port: listen.port }), {
+      dial: () => Deno.connect({ transport: "unix", path: `${socketDir}/proxy` }),
+      logger,
+    }),
+  );
   const proxyStarting = startProxy({
     backend: backend.promise,
-    listen: formatNetloc(listen.host, listen.port),
+    listen: clientPort ? `unix:${socketDir}/proxy` : formatNetloc(listen.host, listen.port),
     locations,
     logger,
     remoteClients,
@@ -471,7 +480,8 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   logger.progress("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   // The host as the user wrote it (localhost stays localhost), the port as bound.
-  const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;
+  const port = clientPort?.addr.port ?? parseNetloc(proxy.address)!.port;
+  const url = `grpc://${formatNetloc(listen.host, port)}`;
 
   const owned = stack.move();
   let closing: Promise<void> | undefined;

@@ -6,7 +6,8 @@
  * as the arrakis client does. Forwards and relays are Unix sockets another
  * account cannot reach.
  */
-import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import type { Logger } from "../lib/log.ts";
 import { createNetns } from "./fixtures/netns.ts";
 import { startSshd } from "./fixtures/sshd.ts";
 import { pythonEnv, pythonJson, requirePython } from "./fixtures/python.ts";
@@ -39,6 +40,19 @@ async function recorder(netns: Netns, at: typeof INFO, location: string) {
   };
 }
 
+const TCP_CLIENT = `
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
+s.settimeout(5)
+print(repr(s.recv(100)))
+`;
+
+function recordingLogger(lines: string[]): Logger {
+  const push = (line: string) => lines.push(line);
+  return { level: "verbose", debug: push, info: push, warn: push, progress() {} };
+}
+
 const UNIX_CLIENT = `
 import socket, sys
 for path in sys.argv[1:]:
@@ -51,6 +65,7 @@ for path in sys.argv[1:]:
 `;
 
 Deno.test("data-server calls carry the token through a relay; explicit tokens pass; other users are kept out", async () => {
+  const lines: string[] = [];
   await using netns = await createNetns();
   await netns.addHosts({ [INFO.name]: INFO.host, [DATA.name]: DATA.host });
   await using sshd = await startSshd({ netns });
@@ -63,6 +78,7 @@ Deno.test("data-server calls carry the token through a relay; explicit tokens pa
     listen: "127.0.0.1:0",
     interactive: false,
     authorization: () => "Bearer from-the-proxy",
+    logger: recordingLogger(lines),
   });
 
   const bare = await pythonJson<Follow>([SCRIPT, "follow", proxy.url, "-"]);
@@ -81,4 +97,14 @@ Deno.test("data-server calls carry the token through a relay; explicit tokens pa
   await using other = await otherUser();
   const tried = await other.python(UNIX_CLIENT, ...sockets);
   assertEquals(tried.stdout.trim().split("\n"), sockets.map(() => "PermissionError"), tried.stderr);
+
+  // At the proxy's own port: refused with one line, and the owner still gets through.
+  const port = new URL(proxy.url.replace("grpc:", "http:")).port;
+  const refused = await other.python(TCP_CLIENT, port);
+  assertEquals(refused.stdout.trim(), "b''", refused.stderr);
+  const refusals = lines.filter((line) => line.includes("refused a connection"));
+  assertEquals(refusals.length, 1);
+  assertStringIncludes(refusals[0], `uid ${other.uid}`);
+  assertEquals((await pythonJson<Follow>([SCRIPT, "follow", proxy.url, "-"])).rows, 1000);
+  assert(!lines.some((line) => line.includes("from-the-proxy")), "the token reached the log");
 });

@@ -30,7 +30,8 @@ export interface FlightProxyOptions {
   /** The Flight server to forward to: `grpc://host:port`, `grpc+tcp://host:port` or `host:port`. */
   backend: string;
   /**
-   * Where to listen, `HOST:PORT`; port 0 picks a free one.
+   * Where to listen, `HOST:PORT` (port 0 picks a free one), or `unix:/path` (a
+   * Unix socket, behind the parent's guarded TCP port).
    * @default {"localhost:31206"}
    */
   listen?: string;
@@ -167,6 +168,9 @@ export class FlightProxy implements AsyncDisposable {
     const server = new grpc.Server(UNLIMITED);
     const locations = options.locations ?? new LocationMap();
     let port: number;
+    const socket = listen.startsWith("unix:") ? listen.slice("unix:".length) : undefined;
+    // A socket left by a proxy process that died (restarts listen at the same path).
+    if (socket !== undefined) await Deno.remove(socket).catch(() => undefined);
     try {
       port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
@@ -187,7 +191,7 @@ export class FlightProxy implements AsyncDisposable {
     const proxy = new FlightProxy(
       server,
       client,
-      formatNetloc(host, port),
+      socket !== undefined ? listen : formatNetloc(host, port),
       locations,
       logger,
       options.remoteClients ?? false,
