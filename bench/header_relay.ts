@@ -8,6 +8,8 @@
  *   relay (`bench/relay_child.ts`, its own process) on `DIR/relay` adding the
  *   token; the client sends none and names the relay `grpc+unix://DIR/relay`.
  *
+ * - **proxy**: the whole proxy run adding the token (`bench/token_proxy_child.ts`):
+ *   the client sends none; data comes through the proxy's relays;
  * - **guarded**: the tunnel behind a uid-guarded TCP → TCP pipe (`lib/net/`), what
  *   option (a) for the proxy's client port adds to a call.
  *
@@ -24,7 +26,8 @@ import { stopChild } from "../lib/process.ts";
 import { waitFor } from "../tests/fixtures/processes.ts";
 import { getFreePort } from "../lib/ssh/free_port.ts";
 import { makeControlDir } from "../lib/ssh/control_dir.ts";
-import { physicalMiB, rssMiB, spawnDeno } from "./children.ts";
+import { physicalMiB, processTree, spawnDeno } from "./children.ts";
+import type { TokenProxyChildConfig } from "./token_proxy_child.ts";
 import { benchChannels, findVenv, pythonCache, startArrakisServer } from "./python.ts";
 import { pythonJson } from "../tests/fixtures/python.ts";
 import { median, summarize } from "./stats.ts";
@@ -94,6 +97,17 @@ await using relay = await spawnDeno<{ pid: number; guardedPort: number }>(
   { listen: `${dir}/relay`, dial: `${dir}/forward`, guardTo: port } satisfies RelayChildConfig,
 );
 const idleMiB = physicalMiB([relay.pid]);
+// The whole proxy adding the token: data and reuse-connection calls through its relays.
+await using proxy = await spawnDeno<{ pid: number; url: string }>(
+  new URL("./token_proxy_child.ts", import.meta.url).pathname,
+  {
+    host: sshd.hostAlias,
+    sshConfig: sshd.sshConfigPath,
+    server: `grpc://${remote}`,
+  } satisfies TokenProxyChildConfig,
+);
+const proxyPids = () => processTree(proxy.pid).own;
+const proxyIdleMiB = physicalMiB(proxyPids());
 
 const stream = { channels: channels.names, start: channels.start };
 const paths = {
@@ -101,6 +115,7 @@ const paths = {
   relay: { url: `grpc+unix://${dir}/relay`, token: null },
   // The tunnel behind a uid-guarded TCP pipe: what option (a) adds to each call.
   guarded: { url: `grpc://127.0.0.1:${relay.hello.guardedPort}`, token: TOKEN },
+  proxy: { url: proxy.hello.url, token: null },
 };
 const python = `${venv}/bin/python`;
 const script = new URL("./py/relay_bench.py", import.meta.url).pathname;
@@ -112,39 +127,45 @@ const { figures } = await pythonJson<Result>(
 const mbps = summarize(figures.mbps, "tunnel");
 const info = summarize(figures.infoP50Ms, "tunnel");
 
-// Memory: `memBytes` through the relay alone, sampled every 20 ms.
-let peakMiB = 0;
-const sampler = setInterval(() => peakMiB = Math.max(peakMiB, rssMiB(relay.pid)), 20);
-await pythonJson<Result>([
-  script,
-  JSON.stringify({
-    ...sizes,
-    rounds: 1,
-    calls: 0,
-    bytes: sizes.memBytes,
-    paths: { relay: paths.relay },
-    stream,
-  }),
-], { python });
-clearInterval(sampler);
-const peakPhysical = physicalMiB([relay.pid]);
+// Memory: `memBytes` through the relay alone, then through the whole proxy, sampled.
+async function peakWhileStreaming(path: keyof typeof paths, pids: () => number[]) {
+  let peak = 0;
+  const sampler = setInterval(() => peak = Math.max(peak, physicalMiB(pids())), 100);
+  await pythonJson<Result>([
+    script,
+    JSON.stringify({
+      ...sizes,
+      rounds: 1,
+      calls: 0,
+      bytes: sizes.memBytes,
+      paths: { [path]: paths[path] },
+      stream,
+    }),
+  ], { python });
+  clearInterval(sampler);
+  return Math.max(peak, physicalMiB(pids()));
+}
+const peakMiB = await peakWhileStreaming("relay", () => [relay.pid]);
+const proxyPeakMiB = await peakWhileStreaming("proxy", proxyPids);
 
 const fixed = (value: number, digits = 1) => value.toFixed(digits);
 console.log(
   `data path (MB/s, median of ${sizes.rounds}): tunnel ${fixed(mbps.median.tunnel)}, relay ${
     fixed(mbps.median.relay)
-  }; relay/tunnel ${fixed(mbps.ratio.relay, 2)}`,
+  }, token proxy ${fixed(mbps.median.proxy)}; relay/tunnel ${
+    fixed(mbps.ratio.relay, 2)
+  }, proxy/tunnel ${fixed(mbps.ratio.proxy, 2)}`,
 );
 console.log(
   `GetFlightInfo p50: tunnel ${fixed(info.median.tunnel, 2)} ms, relay ${
     fixed(info.median.relay, 2)
-  } ms, tunnel behind the guarded pipe ${fixed(info.median.guarded, 2)} ms (+${
+  } ms, tunnel behind the guarded pipe ${fixed(info.median.guarded, 2)} ms (added ${
     fixed(median(figures.infoP50Ms.guarded.map((ms, i) => ms - figures.infoP50Ms.tunnel[i])), 3)
   } ms)`,
 );
 console.log(
-  `relay process: idle ${fixed(idleMiB)} MiB, peak VmRSS ${fixed(peakMiB)} MiB while ${
-    sizes.memBytes / MiB
-  } MiB passed (physical after: ${fixed(peakPhysical)} MiB)`,
+  `physical memory while ${sizes.memBytes / MiB} MiB passed: relay process ${fixed(idleMiB)} → ${
+    fixed(peakMiB)
+  } MiB; all the token proxy's processes ${fixed(proxyIdleMiB)} → ${fixed(proxyPeakMiB)} MiB`,
 );
-console.log(JSON.stringify({ mbps, info, idleMiB, peakMiB }));
+console.log(JSON.stringify({ mbps, info, idleMiB, peakMiB, proxyIdleMiB, proxyPeakMiB }));
