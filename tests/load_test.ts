@@ -157,7 +157,7 @@ Deno.test("20 concurrent 256 MiB DoGets over data-server forwards, the reuse for
   const replicas = overSsh.location.map((location) => location.uri);
   assertEquals(replicas.length, 2);
   const [reuseForward] = reuse.location.map((location) => location.uri);
-  assertMatch(reuseForward, /^grpc:\/\/127\.0\.0\.1:\d+$/);
+  assertMatch(reuseForward, /^grpc\+unix:\/\/\/\S+\/f-[0-9a-f]{8}$/);
   const expectedRows = ROWS_PER_BATCH * BATCHES;
 
   for (
