@@ -397,12 +397,9 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   const backend = Promise.withResolvers<string>();
   // Only the user (issue 16): with a private directory, the gRPC server listens on
   // a Unix socket there and this process owns the TCP port, admitting only our uid.
-  const clientPort = socketDir === undefined ? undefined : stack.use(
-    serveGuardedForward(Deno.listen({ hostname: listen.host, port: listen.port }), {
-      dial: () => Deno.connect({ transport: "unix", path: `${socketDir}/proxy` }),
-      logger,
-    }),
-  );
+  const clientPort = socketDir === undefined
+    ? undefined
+    : guardClientPort(stack, listen, `${socketDir}/proxy`, logger);
   const proxyStarting = startProxy({
     backend: backend.promise,
     listen: clientPort ? `unix:${socketDir}/proxy` : formatNetloc(listen.host, listen.port),
@@ -506,6 +503,41 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * The client port, uid-guarded, piping to the gRPC server's socket. `localhost`
+ * gets both loopback addresses on one port, as grpc-js bound them: a port left
+ * free on ::1 is one another user could take, and clients trying ::1 first would
+ * reach them.
+ */
+function guardClientPort(
+  stack: AsyncDisposableStack,
+  listen: HostPort,
+  socket: string,
+  logger: Logger,
+): { addr: Deno.NetAddr } {
+  const options = { dial: () => Deno.connect({ transport: "unix", path: socket }), logger };
+  const first = stack.use(
+    serveGuardedForward(Deno.listen({ hostname: listen.host, port: listen.port }), options),
+  );
+  if (listen.host.toLowerCase() === "localhost") {
+    const other = first.addr.hostname.includes(":") ? "127.0.0.1" : "::1";
+    try {
+      stack.use(
+        serveGuardedForward(Deno.listen({ hostname: other, port: first.addr.port }), options),
+      );
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new UserError(
+          `cannot listen on ${formatNetloc(other, first.addr.port)} too: address already in ` +
+            `use, and clients of localhost may reach whoever holds it; choose another --listen`,
+        );
+      }
+      // Otherwise no such address family here: nothing anyone could take there either.
+    }
+  }
+  return first;
 }
 
 /** The grpc-js backend URL of a forward: its Unix socket, or its TCP address. */
