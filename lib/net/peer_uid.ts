@@ -98,14 +98,36 @@ export async function peerUid(conn: ConnectionEnds): Promise<number | undefined>
     const local = peer[family];
     const remote = ours[family];
     if (local === undefined || remote === undefined) continue;
-    let table: string;
-    try {
-      table = await Deno.readTextFile(`/proc/net/${family}`);
-    } catch {
-      continue; // no IPv6 in this kernel
-    }
-    const uid = findSocketUid(table, local, remote);
+    const uid = await scanTable(`/proc/net/${family}`, local, remote);
     if (uid !== undefined) return uid;
   }
   return undefined;
+}
+
+const decoder = new TextDecoder("latin1");
+
+/**
+ * {@link findSocketUid} over a `/proc/net/tcp*` file read in chunks, stopping at
+ * the entry: the kernel formats the table as it is read (a few µs a socket), so
+ * stopping early saves half of that on average.
+ */
+async function scanTable(path: string, local: string, remote: string): Promise<number | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch {
+    return undefined; // no IPv6 in this kernel
+  }
+  using _file = file;
+  const buffer = new Uint8Array(64 * 1024);
+  let carry = "";
+  for (;;) {
+    const n = await file.read(buffer);
+    if (n === null) return findSocketUid(carry, local, remote);
+    const text = carry + decoder.decode(buffer.subarray(0, n));
+    const lastLine = text.lastIndexOf("\n");
+    const uid = findSocketUid(text.slice(0, lastLine + 1), local, remote);
+    if (uid !== undefined) return uid;
+    carry = text.slice(lastLine + 1);
+  }
 }
