@@ -24,7 +24,7 @@ import { createNetns } from "../tests/fixtures/netns.ts";
 import { startSshd } from "../tests/fixtures/sshd.ts";
 import { stopChild } from "../lib/process.ts";
 import { waitFor } from "../tests/fixtures/processes.ts";
-import { getFreePort } from "../lib/ssh/free_port.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
 import { makeControlDir } from "../lib/ssh/control_dir.ts";
 import { physicalMiB, processTree, spawnDeno } from "./children.ts";
 import type { TokenProxyChildConfig } from "./token_proxy_child.ts";

@@ -156,7 +156,7 @@ async function sshTunnel(
   host: string,
   remote: string,
 ): Promise<{ url: string } & AsyncDisposable> {
-  const { getFreePort } = await import("../lib/ssh/free_port.ts");
+  const { getFreePort } = await import("../lib/net/free_port.ts");
   const port = await getFreePort();
   const child = new Deno.Command("ssh", {
     args: [

@@ -28,6 +28,7 @@ export interface ParsedLocation {
   scheme: string;
   /** Host as written, IPv6 literals without brackets. */
   host: string;
+  /** TCP port. */
   port: number;
   /** Canonical `host:port` key (lower-case host, IPv6 in brackets). */
   netloc: string;
@@ -110,6 +111,15 @@ export function unixLocation(path: string): string {
   return `${UNIX_SCHEME}${path}`;
 }
 
+/**
+ * The URL that dials a local end: `grpc+unix:///path` for a Unix socket (its
+ * path, or grpc-js's `unix:/path`), `grpc://host:port` for a TCP one.
+ */
+export function localUrl(local: string): string {
+  const path = local.startsWith("unix:") ? local.slice("unix:".length) : local;
+  return isSocketPath(path) ? unixLocation(path) : `grpc://${local}`;
+}
+
 /** The socket path of a `grpc+unix:///path` location; undefined for any other. */
 export function unixPathOf(uri: string): string | undefined {
   return uri.startsWith(`${UNIX_SCHEME}/`) ? uri.slice(UNIX_SCHEME.length) : undefined;
@@ -151,6 +161,7 @@ export class LocationMap {
   #resolver?: LocationResolver;
   #watchers = new Set<(remote: string, local: string) => void>();
 
+  /** A map holding `entries` (remote → local), with `resolver` for the remotes it lacks. */
   constructor(
     entries: Iterable<[remote: string, local: string]> = [],
     resolver?: LocationResolver,
@@ -207,6 +218,7 @@ export class LocationMap {
     return [...this.#toLocal];
   }
 
+  /** How many remotes it maps. */
   get size(): number {
     return this.#toLocal.size;
   }

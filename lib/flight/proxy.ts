@@ -12,7 +12,7 @@
 import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
-import { LocationMap } from "./locations.ts";
+import { localUrl, LocationMap } from "./locations.ts";
 import {
   EndpointUnavailableError,
   LocationRewriter,
@@ -24,6 +24,9 @@ import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 import { flightClient, UNLIMITED } from "./channel.ts";
+
+/** grpc-js channel options (`grpc.*` keys), as `@grpc/grpc-js` defines them. */
+export type ChannelOptions = grpc.ChannelOptions;
 
 /** Options of {@link FlightProxy.start}. */
 export interface FlightProxyOptions {
@@ -40,7 +43,7 @@ export interface FlightProxyOptions {
   /** Where warnings and per-call detail go. */
   logger?: Logger;
   /** Extra grpc-js channel options for the backend connection. */
-  channelOptions?: grpc.ChannelOptions;
+  channelOptions?: ChannelOptions;
   /**
    * Clients on other machines (`--allow-remote-clients`): name local forwards in
    * locations by the host each client dialled (its `:authority`), not by the
@@ -112,7 +115,7 @@ type ServiceError = Partial<grpc.StatusObject> & { code: grpc.status };
 export class FlightProxy implements AsyncDisposable {
   /** Remote endpoint → local forward map used for rewriting; grows at run time. */
   readonly locations: LocationMap;
-  /** The address it listens on, `host:port`, with the real port. */
+  /** The address it listens on, `host:port` with the real port, or `unix:/path`. */
   readonly address: string;
 
   #server: grpc.Server;
@@ -144,9 +147,9 @@ export class FlightProxy implements AsyncDisposable {
     );
   }
 
-  /** The URL clients use: `grpc://host:port`. */
+  /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */
   get url(): string {
-    return `grpc://${this.address}`;
+    return localUrl(this.address);
   }
 
   /**
@@ -225,6 +228,7 @@ export class FlightProxy implements AsyncDisposable {
     this.#client.close();
   }
 
+  /** Same as {@link FlightProxy.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -10,6 +10,7 @@ import { concatBytes, encodeLenField, scanFields, WireType } from "./wire.ts";
 import {
   classifyLocation,
   isSocketPath,
+  localUrl,
   type LocationMap,
   REUSE_CONNECTION,
   unixLocation,
@@ -18,10 +19,12 @@ import {
 } from "./locations.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 
-const URI = "uri";
+/** Marks the field that holds the URI itself in a {@link MessageShape}. */
+export const URI = "uri";
 
 /** Where location URIs sit in a message: field number → nested shape, or the URI itself. */
 export interface MessageShape {
+  /** A field number: the nested message's shape, or {@link URI} for the URI field. */
   readonly [field: number]: MessageShape | typeof URI;
 }
 
@@ -225,6 +228,7 @@ export function rewriteLocations(
 
 /** A remote endpoint could not be forwarded; the proxy answers UNAVAILABLE. */
 export class EndpointUnavailableError extends Error {
+  /** `netloc` is the remote `host:port`; `cause` why its forward failed. */
   constructor(readonly netloc: string, cause: unknown) {
     super(
       `cannot forward endpoint ${netloc}: ${cause instanceof Error ? cause.message : cause}`,
@@ -257,6 +261,7 @@ export class LocationRewriter {
   #note: (message: string) => void;
   #seen = new Set<string>();
 
+  /** Rewrites through `map`; `warn` gets refusals, `note` one-time notices. */
   constructor(
     map: LocationMap,
     warn: (message: string) => void = () => {},
@@ -279,7 +284,7 @@ export class LocationRewriter {
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
     // Endpoints with no location are redeemed where reuse-connection ones are.
     const reuse = this.#map.local(REUSE_CONNECTION);
-    const fillEmpty = reuse === undefined ? undefined : grpcUri(reuse, clientHost);
+    const fillEmpty = reuse === undefined ? undefined : localUrl(reachable(reuse, clientHost));
     const rewrite = () =>
       rewriteLocations(bytes, shape, (uri) => {
         const kind = this.#classify(uri);
@@ -287,7 +292,7 @@ export class LocationRewriter {
           const local = this.#map.local(REUSE_CONNECTION);
           return local === undefined
             ? undefined
-            : this.#announce(uri, grpcUri(local, clientHost), "the info server");
+            : this.#announce(uri, localUrl(reachable(local, clientHost)), "the info server");
         }
         if (kind.kind !== "endpoint") return undefined;
         const { location } = kind;
@@ -364,12 +369,7 @@ export class LocationRewriter {
   }
 }
 
-/** The location of a local forward: `grpc+unix:///path`, or `grpc://host:port` as `clientHost` reaches it. */
-function grpcUri(local: string, clientHost: string | undefined): string {
-  return isSocketPath(local) ? unixLocation(local) : `grpc://${reachable(local, clientHost)}`;
-}
-
-/** A local forward's `host:port` as a client on `clientHost` reaches it. */
+/** A local forward's `host:port` as a client on `clientHost` reaches it (a socket path as it is). */
 function reachable(local: string, clientHost: string | undefined): string {
   if (clientHost === undefined) return local;
   const port = parseNetloc(local)?.port;

@@ -15,6 +15,8 @@
  * @module
  */
 import { type Logger, silentLogger } from "../log.ts";
+import { UserError } from "../errors.ts";
+import { formatNetloc, type HostPort } from "../netloc.ts";
 import { admitsOwnUser } from "./guard.ts";
 import { closeQuietly, pipeConnections } from "./pipe.ts";
 
@@ -77,4 +79,42 @@ export function serveGuardedForward(
       await Promise.allSettled([...pipes]);
     })();
   return { addr: listener.addr, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * The client port at `listen`, guarded (see {@link serveGuardedForward}).
+ * `localhost` gets both loopback addresses on one port, as grpc-js bound them:
+ * a port left free on ::1 is one another user could take, and clients trying
+ * ::1 first would reach them.
+ *
+ * @throws {UserError} when the port (or, for localhost, the other address's) is taken.
+ */
+export function serveGuardedPort(listen: HostPort, options: GuardedForwardOptions): GuardedForward {
+  const first = serveGuardedForward(listenOrSay(listen.host, listen.port), options);
+  if (listen.host.toLowerCase() !== "localhost") return first;
+  const other = first.addr.hostname.includes(":") ? "127.0.0.1" : "::1";
+  let second: GuardedForward;
+  try {
+    second = serveGuardedForward(listenOrSay(other, first.addr.port), options);
+  } catch (error) {
+    if (!(error instanceof UserError)) return first; // no such address family here: nothing to take
+    void first.close();
+    throw new UserError(
+      `${error.message}, and clients of localhost may reach whoever holds it; choose another --listen`,
+    );
+  }
+  const close = async () => {
+    await Promise.all([first.close(), second.close()]);
+  };
+  return { addr: first.addr, close, [Symbol.asyncDispose]: close };
+}
+
+/** A TCP listener on `host:port`; a port in use is one {@link UserError} line. */
+function listenOrSay(host: string, port: number): Deno.Listener<Deno.TcpConn, Deno.NetAddr> {
+  try {
+    return Deno.listen({ hostname: host, port });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    throw new UserError(`cannot listen on ${formatNetloc(host, port)}: address already in use`);
+  }
 }

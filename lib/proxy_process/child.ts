@@ -2,7 +2,7 @@
  * The proxy child's main: read the configuration from the parent, serve a
  * FlightProxy, ask the parent for new forwards, make the calls it asks for
  * (discovery; doctor's probes and sample fetch), and exit when stdin closes. All of the program's gRPC runs here (see
- * `lib/isolated_proxy.ts` for why), so this is the only entry point that loads
+ * `parent.ts` for why), so this is the only entry point that loads
  * grpc-js.
  *
  * @example
@@ -99,7 +99,7 @@ export async function runProxyChild(): Promise<number> {
         break;
       case "call": {
         const { id } = message;
-        answer(message.call, backend, proxy?.url ?? "").then(
+        answer(message.call, backend).then(
           (value) => out({ type: "answer", id, value }),
           (error) => out({ type: "answer", id, error: (error as Error).message }),
         );
@@ -111,11 +111,10 @@ export async function runProxyChild(): Promise<number> {
   return 0;
 }
 
-/** Makes one call the parent asked for; `backend` is the server, `self` this proxy. */
+/** Makes one call the parent asked for; `backend` is the server. */
 async function answer(
   call: ChildCall,
   backend: string,
-  self: string,
 ): Promise<ChildCalls[ChildCall["method"]]["result"]> {
   switch (call.method) {
     case "discover":
@@ -127,10 +126,10 @@ async function answer(
     }
     case "fetch": {
       const { sampleFetch } = await import("../flight/client.ts");
-      return await sampleFetch(self, call.args);
+      return await sampleFetch(call.args.url, call.args);
     }
   }
 }
 
-// Run directly (see defaultChildCommand in isolated_proxy.ts): less to load than main.ts.
+// Run directly (see defaultChildCommand in parent.ts): less to load than main.ts.
 if (import.meta.main && Deno.args[0] === PROXY_CHILD_FLAG) Deno.exit(await runProxyChild());

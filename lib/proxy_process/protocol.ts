@@ -33,12 +33,12 @@ export type ChannelOptions = Record<string, string | number>;
  * What the parent asks the child to do over gRPC, by name: its arguments and
  * what it answers. A run asks `discover`; doctor also asks `probe` (one
  * ListActions round trip to a forward, in ms) and `fetch` (a small Stream
- * through the child's own proxy).
+ * through the child's own proxy, at the URL clients use).
  */
 export interface ChildCalls {
   discover: { args: { timeoutMs?: number }; result: Discovery };
   probe: { args: { url: string; timeoutMs: number }; result: number };
-  fetch: { args: { channels: string[]; timeoutMs: number }; result: SampleFetch };
+  fetch: { args: { url: string; channels: string[]; timeoutMs: number }; result: SampleFetch };
 }
 
 /** One request to the child: its name and arguments. */

@@ -14,12 +14,12 @@
  *
  * @module
  */
-import type { LocationMap } from "./flight/locations.ts";
-import type { Discovery } from "./flight/discovery.ts";
-import type { SampleFetch } from "./flight/client.ts";
-import { type Logger, silentLogger } from "./log.ts";
-import { UserError } from "./errors.ts";
-import { readLines } from "./lines.ts";
+import { localUrl, type LocationMap } from "../flight/locations.ts";
+import type { Discovery } from "../flight/discovery.ts";
+import type { SampleFetch } from "../flight/client.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { UserError } from "../errors.ts";
+import { readLines } from "../lines.ts";
 import {
   type ChannelOptions,
   type ChildCall,
@@ -30,10 +30,12 @@ import {
   Pending,
   PROXY_CHILD_FLAG,
   type ToChild,
-} from "./proxy_process/protocol.ts";
-import { Backoff } from "./backoff.ts";
-import { delay as sleep } from "./async.ts";
-import { stopChild } from "./process.ts";
+} from "./protocol.ts";
+import { Backoff } from "../backoff.ts";
+import { delay as sleep } from "../async.ts";
+import { stopChild } from "../process.ts";
+
+export type { ChannelOptions } from "./protocol.ts";
 
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
@@ -42,7 +44,7 @@ export interface IsolatedProxyOptions {
    * load while the SSH connection is still being set up.
    */
   backend: string | Promise<string>;
-  /** `HOST:PORT` to listen on; port 0 picks one, kept across restarts. */
+  /** `HOST:PORT` to listen on (port 0 picks one, kept across restarts), or `unix:/path`. */
   listen: string;
   /** Remote → local endpoint map; its resolver opens forwards for the child. */
   locations: LocationMap;
@@ -65,7 +67,7 @@ type StartedOptions = IsolatedProxyOptions & { backend: string };
 function defaultChildCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), PROXY_CHILD_FLAG];
   // The child module is its own entry point: less to load than main.ts.
-  const main = new URL("./proxy_process/child.ts", import.meta.url).href;
+  const main = new URL("./child.ts", import.meta.url).href;
   return [
     Deno.execPath(),
     "run",
@@ -93,7 +95,7 @@ const STABLE_MS = 30_000;
 export class IsolatedProxy implements AsyncDisposable {
   /** Remote → local endpoint map (lives here, in the parent). */
   readonly locations: LocationMap;
-  /** Bound `host:port`, kept across restarts. */
+  /** Bound `host:port` (or `unix:/path`), kept across restarts. */
   readonly address: string;
 
   #options: StartedOptions;
@@ -123,9 +125,9 @@ export class IsolatedProxy implements AsyncDisposable {
     this.#supervising = this.#supervise();
   }
 
-  /** The URL clients use: `grpc://host:port`. */
+  /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */
   get url(): string {
-    return `grpc://${this.address}`;
+    return localUrl(this.address);
   }
 
   /** How many times the child was restarted after dying. */
@@ -179,10 +181,11 @@ export class IsolatedProxy implements AsyncDisposable {
 
   /**
    * A second of `channels` (default: the first ones a Find lists), fetched by the
-   * child through this proxy, summed up (see `sampleFetch`).
+   * child through this proxy at `url` (where clients reach it), summed up (see
+   * `sampleFetch`).
    */
-  sampleFetch(channels: string[], timeoutMs: number): Promise<SampleFetch> {
-    return this.#child.call({ method: "fetch", args: { channels, timeoutMs } });
+  sampleFetch(url: string, channels: string[], timeoutMs: number): Promise<SampleFetch> {
+    return this.#child.call({ method: "fetch", args: { url, channels, timeoutMs } });
   }
 
   /** While set, every call is answered UNAVAILABLE with this reason. */
@@ -200,6 +203,7 @@ export class IsolatedProxy implements AsyncDisposable {
     await this.#supervising;
   }
 
+  /** Same as {@link IsolatedProxy.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
