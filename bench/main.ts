@@ -6,7 +6,8 @@
  * alternately in one run: a hand-made `ssh -L` tunnel (the baseline), this
  * proxy (the real `main.ts` command) and the seed's own `arrakis.proxy.ssh_proxy`.
  *
- * Usage: `deno task bench [--quick] [--out FILE] [--no-ssh] [--venv DIR]`. Prints a
+ * Usage: `deno task bench [--quick] [--out FILE] [--no-ssh] [--venv DIR]`, or
+ * `deno task bench load …` for the load matrix (bench/load.ts). Prints a
  * table and writes every figure as JSON (default `bench/results/latest.json`).
  * `--quick` runs tiny sizes so CI can prove the bench still works; its figures
  * mean nothing. The SSH part needs root (it creates a network namespace) and a
@@ -504,6 +505,8 @@ function machine() {
 }
 
 async function main(args: string[]): Promise<number> {
+  // `deno task bench load …`: the load matrix, a bench of its own (bench/load.ts).
+  if (args[0] === "load") return await (await import("./load.ts")).main(args.slice(1));
   const quick = args.includes("--quick");
   const option = (name: string) => {
     const index = args.indexOf(name);
