@@ -356,6 +356,11 @@ export const forwardReuseStage: Stage = {
   },
 };
 
+/** Where the proxy child's gRPC server listens in the private directory, if there is one. */
+function childSocket(run: Run): string | undefined {
+  return run.socketDir && `${run.socketDir}/proxy`;
+}
+
 /**
  * Serve: the Flight proxy in its child process, which starts loading as the run
  * opens (while ssh connects) and learns its backend, the server's forward, here.
@@ -366,7 +371,7 @@ export const serveStage: Stage = {
   name: "proxy",
   prepare(run) {
     const { listen } = run.options;
-    const socket = run.socketDir && `${run.socketDir}/proxy`;
+    const socket = childSocket(run);
     if (socket) {
       run.clientPort = run.stack.use(serveGuardedPort(listen, {
         dial: () => Deno.connect({ transport: "unix", path: socket }),
@@ -399,7 +404,7 @@ export const serveStage: Stage = {
     run.clientAddress = port ? formatNetloc(port.hostname, port.port) : run.proxy.address;
     if (!port) return `grpc://${run.clientAddress}`;
     const only = CAN_CHECK_PEER ? `, only uid ${Deno.uid()} admitted` : "";
-    return `grpc://${run.clientAddress} → ${run.proxy.url}${only}`;
+    return `grpc://${run.clientAddress} → ${childSocket(run)}${only}`;
   },
 };
 
