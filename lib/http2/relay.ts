@@ -20,6 +20,7 @@
 import { type Logger, silentLogger } from "../log.ts";
 import { RequestRewriter } from "./request_rewriter.ts";
 import { closeQuietly, copyConnection, noDelay, PIPE_BUFFER, writeAll } from "../net/pipe.ts";
+import { type ConnectionServer, serveConnections } from "../net/serve_connections.ts";
 
 /** Options of {@link relayHttp2} and {@link serveHeaderRelay}. */
 export interface HeaderRelayOptions {
@@ -77,37 +78,12 @@ export async function relayHttp2(client: Deno.Conn, options: HeaderRelayOptions)
 }
 
 /** What {@link serveHeaderRelay} answers: stop it with `close` or `await using`. */
-export interface HeaderRelayServer extends AsyncDisposable {
-  /** Where it listens. */
-  readonly addr: Deno.Addr;
-  /** Stops listening and ends every relayed connection. */
-  close(): Promise<void>;
-}
+export type HeaderRelayServer = ConnectionServer;
 
 /** Serves {@link relayHttp2} on every connection `listener` accepts. */
 export function serveHeaderRelay(
   listener: Deno.Listener,
   options: HeaderRelayOptions,
 ): HeaderRelayServer {
-  const open = new Set<Deno.Conn>();
-  const relays = new Set<Promise<void>>();
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      open.add(conn);
-      const relay = relayHttp2(conn, options).finally(() => {
-        open.delete(conn);
-        relays.delete(relay);
-      });
-      relays.add(relay);
-    }
-  })().catch(() => undefined);
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    closing ??= (async () => {
-      closeQuietly(listener);
-      await accepting;
-      for (const conn of open) closeQuietly(conn);
-      await Promise.allSettled([...relays]);
-    })();
-  return { addr: listener.addr, close, [Symbol.asyncDispose]: close };
+  return serveConnections(listener, (conn) => relayHttp2(conn, options));
 }

@@ -19,6 +19,7 @@ import { UserError } from "../errors.ts";
 import { formatNetloc, type HostPort } from "../netloc.ts";
 import { admitsOwnUser } from "./guard.ts";
 import { closeQuietly, pipeConnections } from "./pipe.ts";
+import { type ConnectionServer, serveConnections } from "./serve_connections.ts";
 
 /** Options of {@link serveGuardedForward}. */
 export interface GuardedForwardOptions {
@@ -26,17 +27,10 @@ export interface GuardedForwardOptions {
   dial: () => Promise<Deno.Conn>;
   /** One line per refused connection or failed dial. */
   logger?: Logger;
-  /** Admit every uid (`--allow-remote-clients`: remote peers have none here). @default {false} */
-  admitAll?: boolean;
 }
 
-/** What {@link serveGuardedForward} answers; stop it with `close` or `await using`. */
-export interface GuardedForward extends AsyncDisposable {
-  /** The TCP address it listens on. */
-  readonly addr: Deno.NetAddr;
-  /** Stops listening and ends every piped connection. */
-  close(): Promise<void>;
-}
+/** What {@link serveGuardedForward} answers (its TCP address); stop it with `close` or `await using`. */
+export type GuardedForward = ConnectionServer<Deno.NetAddr>;
 
 /** Accepts on `listener`, admits (see the module doc) and pipes to `dial()`. */
 export function serveGuardedForward(
@@ -44,10 +38,8 @@ export function serveGuardedForward(
   options: GuardedForwardOptions,
 ): GuardedForward {
   const logger = options.logger ?? silentLogger;
-  const open = new Set<Deno.Conn>();
-  const pipes = new Set<Promise<void>>();
-  const handle = async (conn: Deno.TcpConn) => {
-    if (!options.admitAll && !await admitsOwnUser(conn, logger)) return;
+  return serveConnections(listener, async (conn) => {
+    if (!await admitsOwnUser(conn, logger)) return;
     let target: Deno.Conn;
     try {
       target = await options.dial();
@@ -56,29 +48,9 @@ export function serveGuardedForward(
       closeQuietly(conn);
       return;
     }
-    open.add(target);
+    // Closing conn (at close) ends the pipe, which closes target too.
     await pipeConnections(conn, target);
-    open.delete(target);
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      open.add(conn);
-      const pipe = handle(conn).finally(() => {
-        open.delete(conn);
-        pipes.delete(pipe);
-      });
-      pipes.add(pipe);
-    }
-  })().catch(() => undefined);
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    closing ??= (async () => {
-      closeQuietly(listener);
-      await accepting;
-      for (const conn of open) closeQuietly(conn);
-      await Promise.allSettled([...pipes]);
-    })();
-  return { addr: listener.addr, close, [Symbol.asyncDispose]: close };
+  });
 }
 
 /**
