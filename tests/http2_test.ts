@@ -9,22 +9,13 @@ import { encodeHeaderBlock, type HeaderField, HpackDecoder } from "../lib/http2/
 import { CompressionError, Http2Error } from "../lib/http2/errors.ts";
 import { RequestRewriter } from "../lib/http2/request_rewriter.ts";
 import { CLIENT_PREFACE, Flag, FrameType, writeFrameHeader } from "../lib/http2/frames.ts";
+import { random } from "./fixtures/prng.ts";
 
 const hex = (text: string) =>
   Uint8Array.from(text.replace(/\s+/g, "").match(/../g)!, (byte) => parseInt(byte, 16));
 const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);
 const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 const pairs = (fields: HeaderField[]) => fields.map(({ name, value }) => [name, value]);
-
-/** Small deterministic PRNG (mulberry32), so failures reproduce from the seed. */
-function random(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("the Huffman code is complete (Kraft equality) and matches RFC 7541 C.4.1", () => {
   assertEquals(HUFFMAN_BITS.length, 257);
