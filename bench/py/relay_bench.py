@@ -11,76 +11,10 @@ round; 0: one follow).
 """
 
 import json
-import math
 import sys
 import time
 
-import pyarrow.flight as flight
-
-REUSE = "arrow-flight-reuse-connection://?"
-
-
-def descriptor(request, **args):
-    return flight.FlightDescriptor.for_command(
-        json.dumps({"request": request, "args": args}).encode()
-    )
-
-
-COUNT = descriptor(
-    "Count", pattern=".*", data_type=[], min_rate=0, max_rate=4294967295,
-    publisher=[], time=None,
-)
-
-
-def quantile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-class Path:
-    def __init__(self, url, token):
-        self.client = flight.connect(url)
-        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-        self.options = flight.FlightCallOptions(headers=headers)
-        self.others = {}
-
-    def client_for(self, location):
-        uri = location.uri.decode()
-        if uri == REUSE:
-            return self.client
-        if uri not in self.others:
-            self.others[uri] = flight.connect(uri)
-        return self.others[uri]
-
-    def follow(self, stream, seconds):
-        start = stream["start"]
-        info = self.client.get_flight_info(
-            descriptor("Stream", channels=stream["channels"], start=start,
-                       end=start + int(seconds * 1e9)),
-            self.options,
-        )
-        total = 0
-        for endpoint in info.endpoints:
-            reader = self.client_for(endpoint.locations[0]).do_get(
-                endpoint.ticket, self.options)
-            while True:
-                try:
-                    total += reader.read_chunk().data.nbytes
-                except StopIteration:
-                    break
-        return total
-
-    def latency(self, calls):
-        ms = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            self.client.get_flight_info(COUNT, self.options)
-            ms.append((time.perf_counter() - start) * 1000)
-        return quantile(ms, 0.5)
-
-    def close(self):
-        for client in [self.client, *self.others.values()]:
-            client.close()
+from flight_bench import Path, latency
 
 
 def main():
@@ -98,7 +32,7 @@ def main():
         for name in order:
             path = paths[name]
             if config["calls"]:
-                figures["infoP50Ms"][name].append(path.latency(config["calls"]))
+                figures["infoP50Ms"][name].append(latency(path, config["calls"])[0])
             total = 0
             start = time.perf_counter()
             while True:
