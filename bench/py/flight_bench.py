@@ -101,6 +101,13 @@ def quantile(values, q):
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def rotated(names, round_):
+    """The paths' order in a round: rotated each round, reversed every other one."""
+    shift = round_ % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if round_ % 2 else order
+
+
 def timed(run):
     start = time.perf_counter()
     result = run()
@@ -146,10 +153,7 @@ def compare(config):
         drain(path.client.do_get(ticket))
 
     for round_ in range(config["rounds"]):
-        shift = round_ % len(names)
-        order = names[shift:] + names[:shift]
-        if round_ % 2:
-            order.reverse()
+        order = rotated(names, round_)
         for name in order:
             path = paths[name]
             p50, p90 = latency(path, config["latencyCalls"])

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from flight_bench import Path, latency
+from flight_bench import Path, latency, rotated
 
 
 def main():
@@ -25,10 +25,7 @@ def main():
     for path in paths.values():  # warm every connection once
         path.follow(config["stream"], 1)
     for round_ in range(config["rounds"]):
-        shift = round_ % len(names)
-        order = names[shift:] + names[:shift]
-        if round_ % 2:
-            order.reverse()
+        order = rotated(names, round_)
         for name in order:
             path = paths[name]
             if config["calls"]:
