@@ -87,6 +87,13 @@ export interface SshProxyOptions extends SshOptions, TokenOptions {
    * keeps bulk data off the proxy).
    */
   reuseThroughProxy?: boolean;
+  /**
+   * The `authorization` value (`Bearer …`) to add to data-server and
+   * reuse-connection calls that carry none (header relays in front of those
+   * forwards); undefined: none. Ignored with remote clients: their calls never
+   * get the user's token.
+   */
+  authorization?: () => string | undefined;
 }
 
 /** Where a running {@link SshProxy} is. */
@@ -105,7 +112,8 @@ export interface SshProxy extends AsyncDisposable {
    */
   readonly state: SshProxyState;
   /**
-   * The forwards in use, remote `host:port` → local `host:port`; grows on demand.
+   * The forwards in use, remote `host:port` → local `host:port` (or the socket
+   * path of a forward or of the header relay in front of it); grows on demand.
    * The second one to the server, for reuse-connection endpoints, says so in `purpose`.
    */
   readonly forwards: readonly { remote: string; local: string; purpose?: "reuse-connection" }[];
@@ -154,7 +162,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   await using stack = new AsyncDisposableStack();
-  const run = openRun(sshHost, { ...options, listen }, stack);
+  const run = await openRun(sshHost, { ...options, listen }, stack);
   await runStages(run);
   const ssh = run.ssh!;
   const proxy = run.proxy!;
@@ -164,7 +172,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   logger.progress("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   // The host as the user wrote it (localhost stays localhost), the port as bound.
-  const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;
+  const url = `grpc://${formatNetloc(listen.host, parseNetloc(run.clientAddress!)!.port)}`;
 
   const owned = stack.move();
   let closing: Promise<void> | undefined;

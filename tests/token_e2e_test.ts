@@ -26,7 +26,7 @@ import { startIssuer } from "./fixtures/scitokens.ts";
  * item 2). False on the `token` branch: fetches fail UNAUTHENTICATED at the
  * data servers. Set it true where the relay is wired.
  */
-const DATA_RELAY = false;
+const DATA_RELAY = true;
 
 const python = requirePython();
 const AUDIENCE = "https://info";

@@ -12,7 +12,7 @@
 import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
-import { LocationMap } from "./locations.ts";
+import { localUrl, LocationMap } from "./locations.ts";
 import {
   EndpointUnavailableError,
   LocationRewriter,
@@ -33,7 +33,8 @@ export interface FlightProxyOptions {
   /** The Flight server to forward to: `grpc://host:port`, `grpc+tcp://host:port` or `host:port`. */
   backend: string;
   /**
-   * Where to listen, `HOST:PORT`; port 0 picks a free one.
+   * Where to listen, `HOST:PORT` (port 0 picks a free one), or `unix:/path` (a
+   * Unix socket, behind the parent's guarded TCP port).
    * @default {"localhost:31206"}
    */
   listen?: string;
@@ -145,7 +146,7 @@ type ServiceError = Partial<grpc.StatusObject> & { code: grpc.status };
 export class FlightProxy implements AsyncDisposable {
   /** Remote endpoint → local forward map used for rewriting; grows at run time. */
   readonly locations: LocationMap;
-  /** The address it listens on, `host:port`, with the real port. */
+  /** The address it listens on, `host:port` with the real port, or `unix:/path`. */
   readonly address: string;
 
   #server: grpc.Server;
@@ -180,9 +181,9 @@ export class FlightProxy implements AsyncDisposable {
     );
   }
 
-  /** The URL clients use: `grpc://host:port`. */
+  /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */
   get url(): string {
-    return `grpc://${this.address}`;
+    return localUrl(this.address);
   }
 
   /**
@@ -204,6 +205,9 @@ export class FlightProxy implements AsyncDisposable {
     const server = new grpc.Server(UNLIMITED);
     const locations = options.locations ?? new LocationMap();
     let port: number;
+    const socket = listen.startsWith("unix:") ? listen.slice("unix:".length) : undefined;
+    // A socket left by a proxy process that died (restarts listen at the same path).
+    if (socket !== undefined) await Deno.remove(socket).catch(() => undefined);
     try {
       port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
@@ -224,7 +228,7 @@ export class FlightProxy implements AsyncDisposable {
     const proxy = new FlightProxy(
       server,
       client,
-      formatNetloc(host, port),
+      socket !== undefined ? listen : formatNetloc(host, port),
       locations,
       logger,
       options.remoteClients ?? false,

@@ -107,7 +107,7 @@ export async function runProxyChild(): Promise<number> {
         break;
       case "call": {
         const { id } = message;
-        answer(message.call, backend, proxy?.url ?? "", token?.authorization).then(
+        answer(message.call, backend, token?.authorization).then(
           (value) => out({ type: "answer", id, value }),
           (error) => out({ type: "answer", id, error: explained(error, proxy) }),
         );
@@ -132,13 +132,12 @@ function explained(error: unknown, proxy: FlightProxy | undefined): string {
 }
 
 /**
- * Makes one call the parent asked for; `backend` is the server, `self` this
- * proxy, `authorization` the user's token (the proxy's own calls carry it too).
+ * Makes one call the parent asked for; `backend` is the server, `authorization`
+ * the user's token (the proxy's own calls carry it too).
  */
 async function answer(
   call: ChildCall,
   backend: string,
-  self: string,
   authorization: string | undefined,
 ): Promise<ChildCalls[ChildCall["method"]]["result"]> {
   switch (call.method) {
@@ -153,7 +152,7 @@ async function answer(
     }
     case "fetch": {
       const { sampleFetch } = await import("../flight/client.ts");
-      return await sampleFetch(self, { ...call.args, authorization });
+      return await sampleFetch(call.args.url, { ...call.args, authorization });
     }
   }
 }

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { LocationMap } from "../flight/locations.ts";
+import { localUrl, type LocationMap } from "../flight/locations.ts";
 import type { Discovery } from "../flight/discovery.ts";
 import type { SampleFetch } from "../flight/client.ts";
 import type { ProxyToken } from "../flight/proxy.ts";
@@ -47,7 +47,7 @@ export interface IsolatedProxyOptions {
    * load while the SSH connection is still being set up.
    */
   backend: string | Promise<string>;
-  /** `HOST:PORT` to listen on; port 0 picks one, kept across restarts. */
+  /** `HOST:PORT` to listen on (port 0 picks one, kept across restarts), or `unix:/path`. */
   listen: string;
   /** Remote → local endpoint map; its resolver opens forwards for the child. */
   locations: LocationMap;
@@ -79,6 +79,8 @@ function defaultChildCommand(): string[] {
     "--allow-net",
     "--allow-env",
     "--allow-read",
+    // Connecting to a Unix socket needs write access to it: forwards live in a temp dir.
+    `--allow-write=${[...new Set([Deno.env.get("TMPDIR") ?? "/tmp", "/tmp"])].join(",")}`,
     main,
     PROXY_CHILD_FLAG,
   ];
@@ -96,7 +98,7 @@ const STABLE_MS = 30_000;
 export class IsolatedProxy implements AsyncDisposable {
   /** Remote → local endpoint map (lives here, in the parent). */
   readonly locations: LocationMap;
-  /** Bound `host:port`, kept across restarts. */
+  /** Bound `host:port` (or `unix:/path`), kept across restarts. */
   readonly address: string;
 
   #options: StartedOptions;
@@ -127,9 +129,9 @@ export class IsolatedProxy implements AsyncDisposable {
     this.#supervising = this.#supervise();
   }
 
-  /** The URL clients use: `grpc://host:port`. */
+  /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */
   get url(): string {
-    return `grpc://${this.address}`;
+    return localUrl(this.address);
   }
 
   /** How many times the child was restarted after dying. */
@@ -197,10 +199,11 @@ export class IsolatedProxy implements AsyncDisposable {
 
   /**
    * A second of `channels` (default: the first ones a Find lists), fetched by the
-   * child through this proxy, summed up (see `sampleFetch`).
+   * child through this proxy at `url` (where clients reach it), summed up (see
+   * `sampleFetch`).
    */
-  sampleFetch(channels: string[], timeoutMs: number): Promise<SampleFetch> {
-    return this.#child.call({ method: "fetch", args: { channels, timeoutMs } });
+  sampleFetch(url: string, channels: string[], timeoutMs: number): Promise<SampleFetch> {
+    return this.#child.call({ method: "fetch", args: { url, channels, timeoutMs } });
   }
 
   /** While set, every call is answered UNAVAILABLE with this reason. */

@@ -35,13 +35,14 @@ export type ChannelOptions = Record<string, string | number>;
  * What the parent asks the child to do over gRPC, by name: its arguments and
  * what it answers. A run asks `discover`; doctor also asks `probe` (one
  * ListActions round trip to a forward, in ms) and `fetch` (a small Stream
- * through the child's own proxy); `serverInfo` learns whether reads need a token.
+ * through the child's own proxy, at the URL clients use); `serverInfo` learns
+ * whether reads need a token.
  */
 export interface ChildCalls {
   discover: { args: { timeoutMs?: number }; result: Discovery };
   serverInfo: { args: { timeoutMs?: number }; result: ServerInfo };
   probe: { args: { url: string; timeoutMs: number }; result: number };
-  fetch: { args: { channels: string[]; timeoutMs: number }; result: SampleFetch };
+  fetch: { args: { url: string; channels: string[]; timeoutMs: number }; result: SampleFetch };
 }
 
 /** One request to the child: its name and arguments. */
