@@ -7,10 +7,8 @@
  * a client's own token passes untouched; each bad token gives one line, in the
  * client's error and on the proxy's stderr; the token is in no output.
  *
- * Fetches redeem endpoints at the data servers' forwards, which need the
- * header-adding relay (issue 16 item 2, wired by the lead): until then
- * {@link DATA_RELAY} is false and those cases assert that they still fail
- * for want of a token, and say so.
+ * Fetches redeem endpoints at the data servers' forwards, which carry the
+ * token through the proxy's header-adding relays.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { startCluster } from "./fixtures/cluster.ts";
@@ -20,13 +18,6 @@ import { runCommand, waitFor } from "./fixtures/processes.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
 import { lastJson, REAL_CHANNEL_LIST, REAL_CLIENT } from "./fixtures/real_client.ts";
 import { startIssuer } from "./fixtures/scitokens.ts";
-
-/**
- * Whether data-server traffic carries the proxy's token (the relay of issue 16
- * item 2). False on the `token` branch: fetches fail UNAUTHENTICATED at the
- * data servers. Set it true where the relay is wired.
- */
-const DATA_RELAY = true;
 
 const python = requirePython();
 const AUDIENCE = "https://info";
@@ -105,24 +96,16 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         domains.stderr,
       );
       assertStringIncludes(cluster.real!.log(), "authenticated caller: proxy-user");
-      // Count and Find redeem their endpoints at the data servers: the relay's part.
+      // Count and Find redeem their endpoints at the data servers: through the relays.
       const count = await arrakis(proxy.url, env, "count", ".*");
       const found = await arrakis(proxy.url, env, "find", "L1:.*");
-      if (DATA_RELAY) {
-        assertEquals(
-          [count.code, count.stdout.trim()],
-          [0, String(REAL_CHANNEL_LIST.length)],
-          count.stderr,
-        );
-        assertEquals(found.code, 0, found.stderr);
-        for (const channel of REAL_CHANNELS.L1) assertStringIncludes(found.stdout, channel);
-      } else {
-        for (const result of [count, found]) {
-          assert(result.code !== 0, result.stdout);
-          assertStringIncludes(result.stderr, "authentication required");
-        }
-        console.log("DATA_RELAY is false: count and find fail at the data servers, as expected");
-      }
+      assertEquals(
+        [count.code, count.stdout.trim()],
+        [0, String(REAL_CHANNEL_LIST.length)],
+        count.stderr,
+      );
+      assertEquals(found.code, 0, found.stderr);
+      for (const channel of REAL_CHANNELS.L1) assertStringIncludes(found.stdout, channel);
 
       // Without the proxy's token the same client is refused: the test is not vacuous.
       await using bare = await startProxy(["--no-token", ...clusterArgs(cluster)], { env });
@@ -159,7 +142,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
   });
 
   await t.step(
-    `fetch and stream across both data servers (DATA_RELAY = ${DATA_RELAY})`,
+    "fetch and stream across both data servers",
     async () => {
       const env = userEnv({ BEARER_TOKEN_FILE: goodFile });
       const fetched = seen(
@@ -191,25 +174,12 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         ),
       );
       for (const result of [fetched, streamed]) {
-        if (DATA_RELAY) {
-          assertEquals(result.code, 0, result.stderr + cluster.real!.log());
-          continue;
-        }
-        // Until the relay is wired: the data servers refuse the client's bare DoGet.
-        assert(result.code !== 0, result.stdout);
-        assertStringIncludes(result.stderr, "authentication required");
+        assertEquals(result.code, 0, result.stderr + cluster.real!.log());
       }
-      if (DATA_RELAY) {
-        const snapshot = lastJson(fetched.stdout, fetched.stderr);
-        assertEquals(Object.keys(snapshot.fetch as object), [...REAL_CHANNEL_LIST].sort());
-        const blocks = (lastJson(streamed.stdout) as { blocks: unknown[] }).blocks;
-        assertEquals(blocks.length, 4);
-      } else {
-        console.log(
-          "DATA_RELAY is false: fetch and stream fail at the data servers (no token on " +
-            "their forwards) as expected until the relay is wired",
-        );
-      }
+      const snapshot = lastJson(fetched.stdout, fetched.stderr);
+      assertEquals(Object.keys(snapshot.fetch as object), [...REAL_CHANNEL_LIST].sort());
+      const blocks = (lastJson(streamed.stdout) as { blocks: unknown[] }).blocks;
+      assertEquals(blocks.length, 4);
     },
   );
 
