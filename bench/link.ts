@@ -13,7 +13,8 @@
  *
  * A path is one entry of {@link LINK_PATHS}: add one there to measure it too.
  *
- * Usage: `deno task bench --link [--rtt 10,80] [--quick] [--out FILE] [--venv DIR]`.
+ * Usage: `deno task bench --link [--rtt 10,80] [--cap none|only] [--quick] [--ready-only]
+ * [--runs N] [--out FILE] [--venv DIR]`.
  *
  * @module
  */
@@ -67,6 +68,8 @@ export interface LinkSizes {
   /** Seconds of data (1 MiB each) of each parallel-streams figure. */
   parallelSeconds: number;
   pings: number;
+  /** Only the ready figures and the start-up steps (`--ready-only`): before/after a start-up change. */
+  readyOnly?: boolean;
 }
 
 /** The full run. */
@@ -402,6 +405,7 @@ async function overLink(
     log(`${count} data server(s): ready over ssh true ${showRecord(byCount[count])} ms`);
   }
   figures.dataServersReadyMarginMs = byCount;
+  if (sizes.readyOnly) return await withStartupSteps(figures, context, server);
 
   {
     await using stack = new AsyncDisposableStack();
@@ -458,6 +462,15 @@ async function overLink(
     log(`parallel streams MB/s: ${showRecord(figures.parallelMBps as Record<string, number>)}`);
   }
 
+  return await withStartupSteps(figures, context, server);
+}
+
+/** `figures` with the proxy's start-up steps, with `-s` and without. */
+async function withStartupSteps(
+  figures: Figures,
+  context: LinkContext,
+  server: string,
+): Promise<Figures> {
   figures.startupSteps = await startupSteps(["-s", server, "-F", context.sshConfig, context.host]);
   figures.startupStepsRemoteEnv = await startupSteps(["-F", context.sshConfig, context.host]);
   return figures;
@@ -556,7 +569,16 @@ export async function linkMain(args: string[]): Promise<number> {
     return index >= 0 ? args[index + 1] : undefined;
   };
   const quick = args.includes("--quick");
-  const sizes = quick ? LINK_QUICK : LINK_FULL;
+  const runs = option("--runs");
+  const sizes: LinkSizes = {
+    ...(quick ? LINK_QUICK : LINK_FULL),
+    ...(runs === undefined ? {} : { readyRuns: Number(runs) }),
+    ...(args.includes("--ready-only") ? { readyOnly: true, dataServers: [] } : {}),
+  };
+  if (!(sizes.readyRuns >= 1)) {
+    console.error(`bench: --runs wants a count, got ${runs}`);
+    return 2;
+  }
   const rtts = option("--rtt")?.split(",").map(Number);
   if (rtts?.some((rtt) => !(rtt >= 0))) {
     console.error(`bench: --rtt wants milliseconds separated by commas, got ${option("--rtt")}`);
@@ -599,7 +621,7 @@ export async function linkMain(args: string[]): Promise<number> {
     durationS: (performance.now() - started) / 1000,
     links: byLink,
   };
-  console.log(linkTables(byLink));
+  if (!sizes.readyOnly) console.log(linkTables(byLink));
   for (const [name, figures] of Object.entries(byLink)) {
     console.log(
       `start-up steps, ${name} (-s):\n${stepLines(figures.startupSteps as StartupStep[])}`,
