@@ -279,6 +279,8 @@ export const connectStage: Stage = {
       await SshSupervisor.start({
         ...connectOptions(sshHost, options),
         adopt: options.adoptMaster,
+        // The master's pid is for closing it: learnt while the server's forward is asked for.
+        checkLater: true,
         // Clients on other machines must reach the forwards too: they listen where the proxy does.
         bindAddress: run.remoteClients ? options.listen.host : "127.0.0.1",
         socketDir: run.socketDir,
@@ -338,7 +340,13 @@ export const forwardServerStage: Stage = {
     });
     const netloc = formatNetloc(server.host, server.port);
     logger.progress(`forwarding ${netloc}…`);
-    const local = await limited(run, ssh.forward(server.host, server.port), "forward");
+    const forwarding = limited(run, ssh.forward(server.host, server.port), "forward");
+    // A master that did not stay up says so, rather than the forward that failed on it.
+    await ssh.connection.checked.catch((error) => {
+      forwarding.catch(() => {/* the check's error is the one to report */});
+      throw error;
+    });
+    const local = await forwarding;
     run.serverLocal = localName(local);
     logger.info(`forwarding ${run.serverLocal} → ${netloc}`);
     locations.set(netloc, handOut(run, local, netloc));

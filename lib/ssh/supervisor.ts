@@ -229,6 +229,7 @@ export class SshSupervisor implements AsyncDisposable {
           signal,
         });
         const moved = await this.#restoreForwards(next);
+        await next.checked;
         if (signal.aborted) {
           await next.close();
           return;
