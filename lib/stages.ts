@@ -165,6 +165,11 @@ export interface Run {
   ssh?: SshSupervisor;
   /** The Arrakis server to forward (find the server). */
   server?: RemoteServer;
+  /**
+   * The reuse-connection forward, asked for with the server's (one batched
+   * `ssh -O forward`); the reuse stage hands it out.
+   */
+  reuseForward?: Promise<LocalAddress>;
   /** The server's forward, local `host:port` or socket path: the child's backend (forward the server). */
   serverLocal?: string;
   /** The Flight proxy in its child process (serve). */
@@ -341,6 +346,11 @@ export const forwardServerStage: Stage = {
     const netloc = formatNetloc(server.host, server.port);
     logger.progress(`forwarding ${netloc}…`);
     const forwarding = limited(run, ssh.forward(server.host, server.port), "forward");
+    // In the same turn, so that both go to ssh as one `-O forward -L … -L …`.
+    if (!run.options.reuseThroughProxy) {
+      run.reuseForward = ssh.forward(server.host, server.port, { key: REUSE_FORWARD });
+      run.reuseForward.catch(() => {/* the reuse stage reports it */});
+    }
     // A master that did not stay up says so, rather than the forward that failed on it.
     await ssh.connection.checked.catch((error) => {
       forwarding.catch(() => {/* the check's error is the one to report */});
@@ -358,21 +368,17 @@ export const forwardServerStage: Stage = {
  * A second forward to the server for reuse-connection endpoints ("redeem where
  * you asked"): clients fetch that data there, not through the proxy. Sets
  * {@link REUSE_CONNECTION} in the location map. Not with `reuseThroughProxy`.
- * It runs after serve, so that a hook to add the token that a stage in between
- * sets decides its relay too (see {@link handOut}).
+ * The forward itself is asked for with the server's; it is handed out after
+ * serve, so that a hook to add the token that a stage in between sets decides
+ * its relay too (see {@link handOut}).
  */
 export const forwardReuseStage: Stage = {
   name: "reuse forward",
   concurrent: true,
   async run(run) {
     if (run.options.reuseThroughProxy) return undefined;
-    const ssh = needs(run.ssh, "the SSH connection");
     const server = needs(run.server, "the server");
-    const local = await limited(
-      run,
-      ssh.forward(server.host, server.port, { key: REUSE_FORWARD }),
-      "forward",
-    );
+    const local = await limited(run, needs(run.reuseForward, "the reuse forward"), "forward");
     const remote = formatNetloc(server.host, server.port);
     run.logger.info(`forwarding ${localName(local)} → ${remote} (reuse-connection endpoints)`);
     const handed = handOut(run, local, remote);
