@@ -181,6 +181,11 @@ export interface Run {
    * `authorization()` is what a connection to a data server carries.
    */
   token?: CarriedToken;
+  /**
+   * Discovery's first answer, asked for alongside the token stage's
+   * `server-info` (see {@link tokenStage}), without a token.
+   */
+  discovering?: Promise<Discovery>;
   /** Every data server the server lists (discover). */
   discovery?: Discovery;
   /** Each listed data server's forward (forward every data server). */
@@ -445,7 +450,9 @@ class NoTokenFits extends Error {}
 /**
  * Token: asks the server (through the proxy child) whether reads need a token;
  * when they do, the child adds the user's to calls, kept current as it is
- * renewed. Fails, survivably, when none fits.
+ * renewed. Fails, survivably, when none fits. Discovery's call goes out with
+ * `server-info` (grpc-js shares one connection between them): on an open
+ * deployment its answer is the one the discover stage needs.
  */
 export const tokenStage: Stage = {
   name: "token",
@@ -454,13 +461,15 @@ export const tokenStage: Stage = {
     const proxy = needs(run.proxy, "the proxy");
     const server = needs(run.server, "the server");
     run.logger.progress("asking whether reads need a token…");
-    run.token = run.stack.use(
-      await carryToken(proxy, server.url, {
-        ...run.options,
-        logger: run.logger,
-        remoteClients: run.remoteClients,
-      }),
-    );
+    const carrying = carryToken(proxy, server.url, {
+      ...run.options,
+      logger: run.logger,
+      remoteClients: run.remoteClients,
+    });
+    // After carryToken's first step, so that a `--no-token` run's refusal says why.
+    run.discovering = proxy.discover(run.options.timeoutMs);
+    run.discovering.catch(() => {/* the discover stage reports it */});
+    run.token = run.stack.use(await carrying);
     const { ok, detail } = tokenReport(run.token);
     if (!ok) throw new NoTokenFits(detail);
     return detail;
@@ -487,7 +496,15 @@ export const discoverStage: Stage = {
       return undefined;
     }
     run.logger.progress("listing endpoints…");
-    const discovery = await proxy.discover(run.options.timeoutMs);
+    const early = run.discovering;
+    let discovery: Discovery;
+    try {
+      discovery = await (early ?? proxy.discover(run.options.timeoutMs));
+    } catch (error) {
+      // Asked before the token stage found that reads need a token: once more, with it.
+      if (early === undefined || !run.token?.needed) throw error;
+      discovery = await proxy.discover(run.options.timeoutMs);
+    }
     run.discovery = discovery;
     const { endpoints, method, ignored } = discovery;
     run.logger.debug(

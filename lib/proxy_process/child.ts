@@ -107,9 +107,17 @@ export async function runProxyChild(): Promise<number> {
         break;
       case "call": {
         const { id } = message;
+        // A call made before the parent said anything of a token (discovery beside
+        // server-info) was not refused because of one: no token line for it.
+        const told = token !== undefined;
         answer(message.call, backend, token?.authorization).then(
           (value) => out({ type: "answer", id, value }),
-          (error) => out({ type: "answer", id, error: explained(error, proxy) }),
+          (error) =>
+            out({
+              type: "answer",
+              id,
+              error: told ? explained(error, proxy) : (error as Error).message,
+            }),
         );
         break;
       }
