@@ -110,14 +110,31 @@ export function callMetadata(authorization?: string): CallMetadata {
   return metadata;
 }
 
+/**
+ * Where a call goes: a server's URL (a client is made for the call and closed
+ * after it), or a client to reuse, left open (the proxy's own backend channel,
+ * so that the connection a start-up call opens is still there for clients).
+ */
+export type CallTarget = string | FlightClient;
+
+/** A grpc-js client of a Flight server (as `flightClient` makes one). */
+export type FlightClient = grpc.Client;
+
+/** A client for `target`, and what ends the use of it. */
+function clientOf(target: CallTarget): { client: FlightClient; done: () => void } {
+  if (typeof target !== "string") return { client: target, done: () => {} };
+  const client = flightClient(target);
+  return { client, done: () => client.close() };
+}
+
 /** One raw GetFlightInfo call; resolves to the encoded FlightInfo. */
 export function getFlightInfoBytes(
-  url: string,
+  target: CallTarget,
   descriptor: Uint8Array,
   timeoutMs = 10_000,
   authorization?: string,
 ): Promise<Uint8Array> {
-  const client = flightClient(url);
+  const { client, done } = clientOf(target);
   return new Promise<Uint8Array>((resolve, reject) => {
     client.makeUnaryRequest<Uint8Array, Uint8Array>(
       methodPath("GetFlightInfo"),
@@ -128,7 +145,7 @@ export function getFlightInfoBytes(
       { deadline: Date.now() + timeoutMs },
       (error, value) => error ? reject(callError(error)) : resolve(value!),
     );
-  }).finally(() => client.close());
+  }).finally(done);
 }
 
 /**
@@ -136,12 +153,12 @@ export function getFlightInfoBytes(
  * `authorization`, when given, is sent as the call's `authorization` header.
  */
 export function doActionBodies(
-  url: string,
+  target: CallTarget,
   type: string,
   timeoutMs = 10_000,
   authorization?: string,
 ): Promise<Uint8Array[]> {
-  const client = flightClient(url);
+  const { client, done } = clientOf(target);
   const action = encodeAction(type, new Uint8Array());
   return new Promise<Uint8Array[]>((resolve, reject) => {
     const bodies: Uint8Array[] = [];
@@ -163,7 +180,7 @@ export function doActionBodies(
     });
     call.on("error", (error: grpc.ServiceError) => reject(callError(error)));
     call.on("end", () => resolve(bodies));
-  }).finally(() => client.close());
+  }).finally(done);
 }
 
 /** How {@link discoverEndpoints} found the data servers. */
@@ -218,7 +235,7 @@ function distinctEndpoints(uris: Iterable<string>): Pick<Discovery, "endpoints" 
 
 /**
  * The distinct remote endpoints (`host:port`) of the data servers behind the info
- * server at `url`: from its `scope-map` action, else from a Count over every
+ * server at `target` (its URL, or a client): from its `scope-map` action, else from a Count over every
  * channel. Reuse-connection and empty locations name no other server and are left
  * out. Throws when the server answers neither. `authorization` (`Bearer …`)
  * goes with both calls, for deployments whose reads need a token.
@@ -230,13 +247,13 @@ function distinctEndpoints(uris: Iterable<string>): Pick<Discovery, "endpoints" 
  * ```
  */
 export async function discoverEndpoints(
-  url: string,
+  target: CallTarget,
   timeoutMs?: number,
   authorization?: string,
 ): Promise<Discovery> {
   let scopeMapError: Error;
   try {
-    const bodies = await doActionBodies(url, SCOPE_MAP_ACTION, timeoutMs, authorization);
+    const bodies = await doActionBodies(target, SCOPE_MAP_ACTION, timeoutMs, authorization);
     if (bodies.length !== 1) throw new Error(`${bodies.length} results, expected 1`);
     return { ...distinctEndpoints(scopeMapUrls(bodies[0])), method: "scope-map" };
   } catch (error) {
@@ -244,7 +261,7 @@ export async function discoverEndpoints(
   }
   try {
     const info = await getFlightInfoBytes(
-      url,
+      target,
       arrakisDescriptor(COUNT_ALL_COMMAND),
       timeoutMs,
       authorization,

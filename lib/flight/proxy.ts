@@ -24,6 +24,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 import { flightClient, UNLIMITED } from "./channel.ts";
+import type { FlightClient } from "./discovery.ts";
 
 /** grpc-js channel options (`grpc.*` keys), as `@grpc/grpc-js` defines them. */
 export type ChannelOptions = grpc.ChannelOptions;
@@ -179,6 +180,15 @@ export class FlightProxy implements AsyncDisposable {
       (message) => logger.warn(message),
       (message) => logger.debug(message),
     );
+  }
+
+  /**
+   * The channel to the backend the proxied calls use; the proxy's own calls
+   * (discovery, server-info) go on it too, so that a client's first call finds
+   * its connection open. Closed with the proxy.
+   */
+  get backendClient(): FlightClient {
+    return this.#client;
   }
 
   /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { doActionBodies } from "./discovery.ts";
+import { type CallTarget, doActionBodies } from "./discovery.ts";
 
 /** The Arrakis action that describes the server. */
 export const SERVER_INFO_ACTION = "server-info";
@@ -56,9 +56,9 @@ export function parseServerInfo(body: Uint8Array): ServerInfo {
   return { authMode: mode, authMethods: methods, version };
 }
 
-/** Asks the Arrakis server at `url` for its `server-info`. */
-export async function serverInfo(url: string, timeoutMs?: number): Promise<ServerInfo> {
-  const bodies = await doActionBodies(url, SERVER_INFO_ACTION, timeoutMs);
+/** Asks the Arrakis server at `target` (its URL, or a client) for its `server-info`. */
+export async function serverInfo(target: CallTarget, timeoutMs?: number): Promise<ServerInfo> {
+  const bodies = await doActionBodies(target, SERVER_INFO_ACTION, timeoutMs);
   if (bodies.length !== 1) throw new Error(`server-info: ${bodies.length} results, expected 1`);
   return parseServerInfo(bodies[0]);
 }

@@ -16,7 +16,7 @@
  */
 import { FlightProxy, type ProxyToken } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
-import { CallError, discoverEndpoints } from "../flight/discovery.ts";
+import { CallError, type CallTarget, discoverEndpoints } from "../flight/discovery.ts";
 import { serverInfo } from "../flight/server_info.ts";
 import type { Logger, Verbosity } from "../log.ts";
 import {
@@ -110,7 +110,7 @@ export async function runProxyChild(): Promise<number> {
         // A call made before the parent said anything of a token (discovery beside
         // server-info) was not refused because of one: no token line for it.
         const told = token !== undefined;
-        answer(message.call, backend, token?.authorization).then(
+        answer(message.call, proxy?.backendClient ?? backend, token?.authorization).then(
           (value) => out({ type: "answer", id, value }),
           (error) =>
             out({
@@ -140,12 +140,13 @@ function explained(error: unknown, proxy: FlightProxy | undefined): string {
 }
 
 /**
- * Makes one call the parent asked for; `backend` is the server, `authorization`
- * the user's token (the proxy's own calls carry it too).
+ * Makes one call the parent asked for; `backend` is the server (the proxy's
+ * channel to it, once it runs), `authorization` the user's token (the proxy's
+ * own calls carry it too).
  */
 async function answer(
   call: ChildCall,
-  backend: string,
+  backend: CallTarget,
   authorization: string | undefined,
 ): Promise<ChildCalls[ChildCall["method"]]["result"]> {
   switch (call.method) {
