@@ -68,7 +68,10 @@ export interface LinkSizes {
   /** Seconds of data (1 MiB each) of each parallel-streams figure. */
   parallelSeconds: number;
   pings: number;
-  /** Only the ready figures and the start-up steps (`--ready-only`): before/after a start-up change. */
+  /**
+   * Only the ready figures, a new client's first call and the start-up steps
+   * (`--ready-only`): before and after a start-up change.
+   */
   readyOnly?: boolean;
 }
 
@@ -405,7 +408,6 @@ async function overLink(
     log(`${count} data server(s): ready over ssh true ${showRecord(byCount[count])} ms`);
   }
   figures.dataServersReadyMarginMs = byCount;
-  if (sizes.readyOnly) return await withStartupSteps(figures, context, server);
 
   {
     await using stack = new AsyncDisposableStack();
@@ -420,24 +422,27 @@ async function overLink(
     });
     figures.firstCallMs = first.firstCallMs;
     log(`first GetFlightInfo: ${showRecord(first.firstCallMs)} ms`);
-    const result = await flightBench<{ figures: Record<string, Record<string, number[]>> }>(
-      context.venv,
-      {
-        mode: "compare",
-        paths,
-        rounds: sizes.rounds,
-        latencyCalls: sizes.latencyCalls,
-        stream,
-        warmSeconds: 1,
-        followSeconds: 0,
-        fetchSeconds: sizes.fetchSeconds,
-      },
-    );
-    for (const [name, rounds] of Object.entries(result.figures)) {
-      figures[name] = summarize(rounds, BASELINE);
-      log(`${name}: ${showRecord((figures[name] as PathFigure).median)}`);
+    if (!sizes.readyOnly) {
+      const result = await flightBench<{ figures: Record<string, Record<string, number[]>> }>(
+        context.venv,
+        {
+          mode: "compare",
+          paths,
+          rounds: sizes.rounds,
+          latencyCalls: sizes.latencyCalls,
+          stream,
+          warmSeconds: 1,
+          followSeconds: 0,
+          fetchSeconds: sizes.fetchSeconds,
+        },
+      );
+      for (const [name, rounds] of Object.entries(result.figures)) {
+        figures[name] = summarize(rounds, BASELINE);
+        log(`${name}: ${showRecord((figures[name] as PathFigure).median)}`);
+      }
     }
   }
+  if (sizes.readyOnly) return await withStartupSteps(figures, context, server);
 
   // Where the one stream's SSH channel window is the limit: 4 streams at once, on
   // one connection, on 4 clients of one forward, and on 4 forwards (4 SSH channels).
