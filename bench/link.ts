@@ -14,7 +14,7 @@
  * A path is one entry of {@link LINK_PATHS}: add one there to measure it too.
  *
  * Usage: `deno task bench --link [--rtt 10,80] [--cap none|only] [--quick] [--ready-only]
- * [--runs N] [--out FILE] [--venv DIR]`.
+ * [--runs N] [--data-servers 1,10,50] [--out FILE] [--venv DIR]`.
  *
  * @module
  */
@@ -575,11 +575,17 @@ export async function linkMain(args: string[]): Promise<number> {
   };
   const quick = args.includes("--quick");
   const runs = option("--runs");
+  const servers = option("--data-servers");
   const sizes: LinkSizes = {
     ...(quick ? LINK_QUICK : LINK_FULL),
     ...(runs === undefined ? {} : { readyRuns: Number(runs) }),
     ...(args.includes("--ready-only") ? { readyOnly: true, dataServers: [] } : {}),
+    ...(servers === undefined ? {} : { dataServers: servers.split(",").map(Number) }),
   };
+  if (sizes.dataServers.some((count) => !Number.isInteger(count) || count < 1)) {
+    console.error(`bench: --data-servers wants counts separated by commas, got ${servers}`);
+    return 2;
+  }
   if (!(sizes.readyRuns >= 1)) {
     console.error(`bench: --runs wants a count, got ${runs}`);
     return 2;
