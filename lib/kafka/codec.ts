@@ -180,29 +180,34 @@ export class KafkaWriter {
 
   /** An int16. */
   int16(value: number): this {
-    this.#view.setInt16(this.#room(2), value);
+    const at = this.#room(2);
+    this.#view.setInt16(at, value);
     return this;
   }
 
   /** An int32. */
   int32(value: number): this {
-    this.#view.setInt32(this.#room(4), value);
+    const at = this.#room(4);
+    this.#view.setInt32(at, value);
     return this;
   }
 
   /** An unsigned varint. */
   uvarint(value: number): this {
     while (value >= 0x80) {
-      this.#bytes[this.#room(1)] = (value & 0x7f) | 0x80;
+      const at = this.#room(1);
+      this.#bytes[at] = (value & 0x7f) | 0x80;
       value = Math.floor(value / 128);
     }
-    this.#bytes[this.#room(1)] = value;
+    const at = this.#room(1);
+    this.#bytes[at] = value;
     return this;
   }
 
   /** Bytes as they are. */
   raw(bytes: Uint8Array): this {
-    this.#bytes.set(bytes, this.#room(bytes.length));
+    const at = this.#room(bytes.length); // first: it may replace the buffer
+    this.#bytes.set(bytes, at);
     return this;
   }
 

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { apiName, KAFKA_APIS, type KafkaApi, responseHeaderVersion } from "./apis.ts";
+import { apiName, KAFKA_APIS, type KafkaApi } from "./apis.ts";
 import { ApiKey } from "./apis.ts";
 import { KafkaProtocolError, KafkaReader, KafkaTruncatedError, KafkaWriter } from "./codec.ts";
 import { ConnReader, writeAll } from "./conn_reader.ts";
@@ -31,7 +31,7 @@ import {
   type BrokerAddressMapper,
   produceWantsNoAnswer,
   readRequestStart,
-  rewriteAnswerBody,
+  rewriteAnswerFrame,
   rewritesAnswer,
   skipRequestHeaderRest,
   unsupportedApiVersionsBody,
@@ -204,13 +204,9 @@ export async function relayKafka(
     const held = Math.min(size, maxHeldBytes);
     const frame = await fromUpstream.take(4 + held);
     const what = `${api.name} v${version} answer`;
-    let rewrite;
-    let bodyStart;
+    let start;
     try {
-      const reader = new KafkaReader(frame, 8);
-      if (responseHeaderVersion(api, version) === 1) reader.skipTaggedFields();
-      bodyStart = reader.pos;
-      rewrite = await rewriteAnswerBody(api, version, frame.subarray(bodyStart), mapBroker);
+      start = await rewriteAnswerFrame(api, version, frame, mapBroker);
     } catch (error) {
       if (error instanceof KafkaTruncatedError && held < size) {
         throw new KafkaRelayError(
@@ -222,10 +218,7 @@ export async function relayKafka(
       }
       throw new KafkaRelayError(`cannot rewrite ${what}: ${(error as Error).message}`);
     }
-    const newSize = size - rewrite.consumed + rewrite.bytes.length;
-    const out = new KafkaWriter().int32(newSize).raw(frame.subarray(4, bodyStart))
-      .raw(rewrite.bytes).raw(frame.subarray(bodyStart + rewrite.consumed)).finish();
-    await toClient(out);
+    await toClient(start);
     if (held < size) await fromUpstream.pipe(size - held, toClient);
   }
 

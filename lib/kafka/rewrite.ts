@@ -24,7 +24,7 @@
  */
 import type { HostPort } from "../netloc.ts";
 import { isValidPort } from "../netloc.ts";
-import { ApiKey, isFlexible, KAFKA_APIS, type KafkaApi } from "./apis.ts";
+import { ApiKey, isFlexible, KAFKA_APIS, type KafkaApi, responseHeaderVersion } from "./apis.ts";
 import { KafkaProtocolError, KafkaReader, KafkaWriter } from "./codec.ts";
 
 /** A broker as an answer names it. */
@@ -118,6 +118,28 @@ export function rewriteAnswerBody(
     default:
       throw new KafkaProtocolError(`answers of ${api.name} are not rewritten`);
   }
+}
+
+/**
+ * Rewrites the start of an answer frame of `api` v`version`: `held` is the
+ * frame from its size prefix on, whole or (when `size` is larger) its first
+ * bytes. Returns the new start, size prefix corrected for the whole frame;
+ * the bytes after `held` follow unchanged.
+ */
+export async function rewriteAnswerFrame(
+  api: KafkaApi,
+  version: number,
+  held: Uint8Array,
+  map: BrokerAddressMapper,
+): Promise<Uint8Array> {
+  const reader = new KafkaReader(held);
+  const size = reader.int32();
+  reader.int32(); // correlation id
+  if (responseHeaderVersion(api, version) === 1) reader.skipTaggedFields();
+  const bodyStart = reader.pos;
+  const { bytes, consumed } = await rewriteAnswerBody(api, version, held.subarray(bodyStart), map);
+  return new KafkaWriter().int32(size - consumed + bytes.length).raw(held.subarray(4, bodyStart))
+    .raw(bytes).raw(held.subarray(bodyStart + consumed)).finish();
 }
 
 const UNSUPPORTED_VERSION = 35;
