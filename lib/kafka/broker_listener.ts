@@ -62,6 +62,10 @@ export interface KafkaBrokerStats {
   bytesUp: number;
   /** Bytes from the broker to clients. */
   bytesDown: number;
+  /** The largest answer relayed, in bytes. */
+  largestAnswer: number;
+  /** Requests relayed, by API and version (`"Fetch v15": 12`): what clients negotiated. */
+  requests: Record<string, number>;
 }
 
 /** A listener from {@link serveKafkaBroker}; `await using` closes it and its connections. */
@@ -82,6 +86,8 @@ export class KafkaBrokerListener implements AsyncDisposable {
     protocolErrors: 0,
     bytesUp: 0,
     bytesDown: 0,
+    largestAnswer: 0,
+    requests: {},
   };
   readonly #accepting: Promise<void>;
   #upstreamDown = false;
@@ -100,7 +106,7 @@ export class KafkaBrokerListener implements AsyncDisposable {
 
   /** A copy of the counters. */
   stats(): KafkaBrokerStats {
-    return { ...this.#stats };
+    return { ...this.#stats, requests: { ...this.#stats.requests } };
   }
 
   async #accept(): Promise<void> {
@@ -134,6 +140,13 @@ export class KafkaBrokerListener implements AsyncDisposable {
         onBytes: (direction, n) => {
           if (direction === "up") this.#stats.bytesUp += n;
           else this.#stats.bytesDown += n;
+        },
+        onRequest: (api, version) => {
+          const key = `${api.name} v${version}`;
+          this.#stats.requests[key] = (this.#stats.requests[key] ?? 0) + 1;
+        },
+        onAnswer: (bytes) => {
+          if (bytes > this.#stats.largestAnswer) this.#stats.largestAnswer = bytes;
         },
       });
       this.#stats.active--;

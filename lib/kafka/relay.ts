@@ -47,6 +47,10 @@ export interface RelayKafkaOptions {
   bufferBytes?: number;
   /** Counts bytes as they cross (for `status`). */
   onBytes?: (direction: "up" | "down", n: number) => void;
+  /** Told of each request relayed (API name and version, for `status`). */
+  onRequest?: (api: KafkaApi, version: number) => void;
+  /** Told of each answer's size (its frame without the size prefix). */
+  onAnswer?: (bytes: number) => void;
 }
 
 /** Why a relayed connection was closed by the relay: the one line to log. */
@@ -111,7 +115,8 @@ export async function relayKafka(
   upstream: Deno.Conn,
   options: RelayKafkaOptions,
 ): Promise<RelayResult> {
-  const { mapBroker, maxHeldBytes = 4 * 1024 * 1024, bufferBytes = 256 * 1024, onBytes } = options;
+  const { mapBroker, maxHeldBytes = 4 * 1024 * 1024, bufferBytes = 256 * 1024 } = options;
+  const { onBytes, onRequest, onAnswer } = options;
   const fromClient = new ConnReader(client, bufferBytes, "client");
   const fromUpstream = new ConnReader(upstream, bufferBytes, "broker");
   const pending = new PendingAnswers();
@@ -154,6 +159,7 @@ export async function relayKafka(
         pending.push({ correlationId: header.correlationId, api, version: 0, local: frame });
         continue;
       }
+      onRequest?.(api!, header.apiVersion);
       if (!noAnswer) {
         pending.push({
           correlationId: header.correlationId,
@@ -195,6 +201,7 @@ export async function relayKafka(
           `broker answered correlation id ${correlationId}, expected ${request.correlationId}`,
         );
       }
+      onAnswer?.(size);
       if (rewritesAnswer(request.api.key)) await rewriteAnswer(request, size);
       else await fromUpstream.pipe(4 + size, toClient);
     }
