@@ -122,9 +122,40 @@ export const KAFKA_APIS: ReadonlyMap<number, KafkaApi> = new Map(
   ]),
 );
 
-/** The name of an API key, known or not (`ApiKey 60`). */
+// APIs left out on purpose (see the module doc), named for error messages.
+const NOT_RELAYED: Record<number, string> = {
+  27: "WriteTxnMarkers",
+  52: "Vote",
+  53: "BeginQuorumEpoch",
+  54: "EndQuorumEpoch",
+  55: "DescribeQuorum",
+  56: "AlterPartition",
+  58: "Envelope",
+  59: "FetchSnapshot",
+  60: "DescribeCluster",
+  62: "BrokerRegistration",
+  63: "BrokerHeartbeat",
+  64: "UnregisterBroker",
+  67: "AllocateProducerIds",
+  70: "ControllerRegistration",
+  73: "AssignReplicasToDirs",
+  78: "ShareFetch",
+  79: "ShareAcknowledge",
+  80: "AddRaftVoter",
+  81: "RemoveRaftVoter",
+  82: "UpdateRaftVoter",
+  83: "InitializeShareGroupState",
+  84: "ReadShareGroupState",
+  85: "WriteShareGroupState",
+  86: "DeleteShareGroupState",
+  87: "ReadShareGroupStateSummary",
+  88: "StreamsGroupHeartbeat",
+  89: "StreamsGroupDescribe",
+};
+
+/** The name of an API key, relayed or not (`ApiKey 12064` when unknown). */
 export function apiName(key: number): string {
-  return KAFKA_APIS.get(key)?.name ?? `ApiKey ${key}`;
+  return KAFKA_APIS.get(key)?.name ?? NOT_RELAYED[key] ?? `ApiKey ${key}`;
 }
 
 /** Whether `version` of `api` uses the flexible (tagged-field) encoding. */
