@@ -186,6 +186,7 @@ Deno.test("Kafka listener: the real client through a real broker it cannot reach
         "DescribeCluster v0, an API this proxy does not relay",
       ],
       ["Fetch v16", bareRequest(1, 16), "Fetch v16, above the v15 this proxy relays"],
+      ["Metadata v14", bareRequest(3, 14), "Metadata v14, above the v13 this proxy relays"],
       ["SaslHandshake v0", bareRequest(17, 0), "SaslHandshake v0; this proxy relays v1+"],
       [
         "truncated",

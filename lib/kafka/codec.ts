@@ -22,6 +22,7 @@
 
 /** Bytes that break the Kafka protocol (a bad length, an unknown version, garbage). */
 export class KafkaProtocolError extends Error {
+  /** An error saying what is wrong with the bytes. */
   constructor(message: string) {
     super(message);
     this.name = "KafkaProtocolError";
@@ -30,6 +31,7 @@ export class KafkaProtocolError extends Error {
 
 /** A read ran past the bytes at hand: the frame is truncated, or longer than what was held. */
 export class KafkaTruncatedError extends KafkaProtocolError {
+  /** An error saying where the bytes ended. */
   constructor(message = "truncated") {
     super(message);
     this.name = "KafkaTruncatedError";

@@ -65,7 +65,8 @@ export class ConnReader {
 
   async #fill(): Promise<number | null> {
     if (this.#start === this.#end) this.#start = this.#end = 0;
-    else if (this.#end === this.#buffer.length) {
+    else if (this.#start > 0 && this.#buffer.length - this.#end < this.#buffer.length / 4) {
+      // Move the partial frame to the front, so the next read gets a large space.
       this.#buffer.copyWithin(0, this.#start, this.#end);
       this.#end -= this.#start;
       this.#start = 0;

@@ -55,6 +55,7 @@ export interface RelayKafkaOptions {
 
 /** Why a relayed connection was closed by the relay: the one line to log. */
 export class KafkaRelayError extends Error {
+  /** The line to log, and what caused it. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "KafkaRelayError";
