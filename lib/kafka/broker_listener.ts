@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { delay } from "../async.ts";
 import { formatNetloc, type HostPort } from "../netloc.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import type { BrokerAddressMapper } from "./rewrite.ts";
@@ -110,13 +111,19 @@ export class KafkaBrokerListener implements AsyncDisposable {
   }
 
   async #accept(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
-        const relay = this.#serve(conn).finally(() => this.#relays.delete(relay));
-        this.#relays.add(relay);
+    while (!this.#closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors, say: keep the port, try again shortly.
+        this.#logger.warn(`kafka ${this.#name}: accepting a connection failed: ${error}`);
+        await delay(100);
+        continue;
       }
-    } catch (error) {
-      if (!this.#closed) this.#logger.warn(`kafka ${this.#name}: listener failed: ${error}`);
+      const relay = this.#serve(conn).finally(() => this.#relays.delete(relay));
+      this.#relays.add(relay);
     }
   }
 
