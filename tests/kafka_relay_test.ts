@@ -9,6 +9,7 @@
  * slips through is refused locally rather than asked of the machine's DNS.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { delay } from "../lib/async.ts";
 import { stderrLogger } from "../lib/log.ts";
 import { KafkaReader, KafkaWriter } from "../lib/kafka/codec.ts";
 import { ConnReader, writeAll } from "../lib/kafka/conn_reader.ts";
@@ -150,6 +151,44 @@ Deno.test("Kafka listener: the real client through a real broker it cannot reach
       assert(!/^(Fetch v1[6-9]|Produce v1\d|DescribeCluster)/.test(name), name);
     }
   });
+
+  await t.step(
+    "a broker learned from Metadata gets a listener of its own, opened on demand",
+    async () => {
+      // As the session does: the first answer naming a broker opens its forward and listener.
+      let learned: Promise<KafkaBrokerListener> | undefined;
+      const opened: string[] = [];
+      const openLearned = async (b: KafkaBroker) => {
+        opened.push(`${b.host}:${b.port}`);
+        await delay(200); // an ssh -O forward takes a while
+        return serveKafkaBroker({ dialUpstream: dialBroker, mapBroker: (b) => onDemand(b) });
+      };
+      const onDemand: BrokerAddressMapper = async (b) => {
+        learned ??= openLearned(b);
+        return { host: "127.0.0.1", port: (await learned).address.port };
+      };
+      await using seed = serveKafkaBroker({ dialUpstream: dialBroker, mapBroker: onDemand });
+      try {
+        const run = await kafkaClient([
+          "roundtrip",
+          "--bootstrap",
+          `127.0.0.1:${seed.address.port}`,
+          "--topic",
+          "arrakis-learned",
+          "--count",
+          "50",
+        ]);
+        assertEquals(run.code, 0, run.stderr);
+        assertEquals(opened, [`${ADVERTISED}:${broker.port}`]);
+        const data = Object.keys((await learned!).stats().requests);
+        assert(data.includes("Produce v9") && data.includes("Fetch v15"), `${data}`);
+        const bootstrapOnly = Object.keys(seed.stats().requests);
+        assert(!bootstrapOnly.some((name) => /^(Produce|Fetch) /.test(name)), `${bootstrapOnly}`);
+      } finally {
+        await (await learned)?.close();
+      }
+    },
+  );
 
   await t.step(
     "without the rewriting the same client fails: the advertised name is unreachable",
