@@ -89,7 +89,8 @@ Deno.test("real-kafka: the real client reads published blocks from Kafka itself"
       await publisher.waitForBlocks(already + 6);
       const start = publisher.published[already];
       const end = start + 4n * KAFKA_STRIDE_NS;
-      const seconds = (ns: bigint) => (Number(ns / 1_000_000n) / 1000).toFixed(3);
+      const seconds = (ns: bigint) =>
+        `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, "0")}`;
       const result = await finish(
         spawnClient(netns, ["fetch", seconds(start), seconds(end), ...CHANNELS], env),
       );
