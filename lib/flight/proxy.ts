@@ -13,6 +13,7 @@ import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { LocationMap } from "./locations.ts";
+import type { KafkaLocations } from "./kafka_locations.ts";
 import {
   EndpointUnavailableError,
   LocationRewriter,
@@ -46,6 +47,11 @@ export interface FlightProxyOptions {
    * address the forwards listen on.
    */
   remoteClients?: boolean;
+  /**
+   * What to do with `kafka://` locations (`--kafka`, with the resolver to the
+   * Kafka listeners for `forward`); without it they pass unchanged (`direct`).
+   */
+  kafka?: KafkaLocations;
 }
 
 /**
@@ -129,6 +135,7 @@ export class FlightProxy implements AsyncDisposable {
     locations: LocationMap,
     logger: Logger,
     remoteClients: boolean,
+    kafka?: KafkaLocations,
   ) {
     this.#remoteClients = remoteClients;
     this.#server = server;
@@ -140,6 +147,7 @@ export class FlightProxy implements AsyncDisposable {
       locations,
       (message) => logger.warn(message),
       (message) => logger.debug(message),
+      kafka,
     );
   }
 
@@ -191,6 +199,7 @@ export class FlightProxy implements AsyncDisposable {
       locations,
       logger,
       options.remoteClients ?? false,
+      options.kafka,
     );
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
