@@ -14,8 +14,8 @@ import {
   bootstrapThroughListeners,
   isPublishTicket,
   PublishAnswerError,
-  rewritePublishAnswer,
 } from "../lib/flight/publish_answer.ts";
+import { rewritePublishAnswer } from "../lib/flight/publish_batch.ts";
 import { KafkaLocations } from "../lib/flight/kafka_locations.ts";
 import { tableFromArrays } from "../lib/flight/arrow.ts";
 import { pythonJson } from "./fixtures/python.ts";

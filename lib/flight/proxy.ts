@@ -15,6 +15,12 @@ import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { LocationMap } from "./locations.ts";
 import type { KafkaLocations } from "./kafka_locations.ts";
 import {
+  checkPublishFlightInfo,
+  isPublishDoGet,
+  PublishAnswerError,
+  publishDoGetTransform,
+} from "./publish_answer.ts";
+import {
   EndpointUnavailableError,
   LocationRewriter,
   type MessageShape,
@@ -127,6 +133,7 @@ export class FlightProxy implements AsyncDisposable {
   #unavailable: string | undefined;
   #closed = false;
   #remoteClients: boolean;
+  #kafka?: KafkaLocations;
 
   private constructor(
     server: grpc.Server,
@@ -138,6 +145,7 @@ export class FlightProxy implements AsyncDisposable {
     kafka?: KafkaLocations,
   ) {
     this.#remoteClients = remoteClients;
+    this.#kafka = kafka;
     this.#server = server;
     this.#client = client;
     this.address = address;
@@ -237,13 +245,25 @@ export class FlightProxy implements AsyncDisposable {
   #handlers(): grpc.UntypedServiceImplementation {
     const toLocal = (shape: MessageShape): Transform => (bytes, clientHost) =>
       this.#rewriter.toLocal(bytes, shape, clientHost);
+    // arrakis.Publisher through the proxy (forward mode): its Publish DoGet must
+    // come here, so that the brokers it is told about are the local listeners.
+    const publishing = this.#kafka?.mode === "forward" ? this.#kafka : undefined;
+    const flightInfo: Transform = (bytes, clientHost) =>
+      publishing && checkPublishFlightInfo(bytes)
+        ? bytes
+        : this.#rewriter.toLocal(bytes, Shapes.FlightInfo, clientHost);
     const handlers: Record<FlightMethod, grpc.UntypedHandleCall> = {
       Handshake: this.#bidi("Handshake"),
       ListFlights: this.#serverStream("ListFlights", undefined, () => toLocal(Shapes.FlightInfo)),
-      GetFlightInfo: this.#unary("GetFlightInfo", toLocal(Shapes.FlightInfo)),
+      GetFlightInfo: this.#unary("GetFlightInfo", flightInfo),
       PollFlightInfo: this.#unary("PollFlightInfo", toLocal(Shapes.PollInfo)),
       GetSchema: this.#unary("GetSchema"),
-      DoGet: this.#serverStream("DoGet"),
+      DoGet: this.#serverStream(
+        "DoGet",
+        undefined,
+        (ticket) =>
+          publishing && isPublishDoGet(ticket) ? publishDoGetTransform(publishing) : undefined,
+      ),
       DoPut: this.#bidi("DoPut"),
       DoExchange: this.#bidi("DoExchange"),
       DoAction: this.#serverStream(
@@ -288,6 +308,10 @@ export class FlightProxy implements AsyncDisposable {
   }
 
   #failure(error: unknown, method: FlightMethod): ServiceError {
+    if (error instanceof PublishAnswerError) {
+      this.#logger.warn(error.message);
+      return { code: grpc.status.FAILED_PRECONDITION, details: error.message };
+    }
     if (error instanceof EndpointUnavailableError) {
       return { code: grpc.status.UNAVAILABLE, details: error.message };
     }

@@ -6,25 +6,26 @@
  * (arrakis-server `_publish`): `{"bootstrap.servers": <the Kafka backend's
  * --kafka-url, verbatim>}`. Producing through the proxy means giving it the
  * brokers' local listeners there instead; every other property, the schema
- * and the rows stay as they were.
+ * and the rows stay as they were (publish_batch.ts re-encodes the batch).
  *
  * @example
  * ```ts
- * import { isPublishTicket, rewritePublishAnswer } from "./publish_answer.ts";
- * import type { FlightData } from "./arrow_ipc.ts";
+ * import { isPublishDoGet, publishDoGetTransform } from "./publish_answer.ts";
+ * import { KafkaLocations } from "./kafka_locations.ts";
  *
- * declare const ticket: Uint8Array, answer: FlightData[];
- * if (isPublishTicket(ticket)) {
- *   await rewritePublishAnswer(answer, (servers) => Promise.resolve(servers));
- * }
+ * declare const request: Uint8Array;
+ * const kafka = new KafkaLocations({ resolver: () => Promise.resolve({ host: "127.0.0.1", port: 39092 }) });
+ * const transform = isPublishDoGet(request) ? publishDoGetTransform(kafka) : undefined;
  * ```
  *
  * @module
  */
-import { type FlightData, flightDataToTable, tableToFlightData } from "./arrow_ipc.ts";
-import { makeData, Map_, RecordBatch, Struct, Table, Utf8, vectorFromArray } from "./arrow.ts";
+import type { FlightData } from "./arrow_ipc.ts";
 import { UserError } from "../errors.ts";
 import { type KafkaLocations, parseKafkaLocation } from "./kafka_locations.ts";
+import { concatBytes, encodeLenField, readFields, WireType } from "./wire.ts";
+import { REUSE_CONNECTION } from "./locations.ts";
+import { collectLocations, Shapes } from "./rewrite.ts";
 
 /** The producer setting that names the brokers. */
 export const BOOTSTRAP_SERVERS = "bootstrap.servers";
@@ -50,62 +51,7 @@ export function isPublishTicket(ticket: Uint8Array): boolean {
 }
 
 /**
- * The Publish answer with `bootstrap.servers` in every row replaced by what
- * `rewrite` makes of it. Anything but one `properties: map<string, string>`
- * column (or app_metadata beside the data) is refused with a
- * {@link PublishAnswerError}, never changed.
- */
-export async function rewritePublishAnswer(
-  messages: FlightData[],
-  rewrite: (servers: string) => Promise<string>,
-): Promise<FlightData[]> {
-  if (messages.some((message) => (message.app_metadata?.length ?? 0) > 0)) {
-    throw new PublishAnswerError("the Publish answer carries app_metadata the proxy cannot keep");
-  }
-  let table: Table;
-  try {
-    table = flightDataToTable(messages);
-  } catch (error) {
-    throw new PublishAnswerError(`the Publish answer is not an Arrow stream: ${error}`);
-  }
-  const [field, ...more] = table.schema.fields;
-  const type = field?.type;
-  if (
-    field?.name !== "properties" || more.length > 0 || !(type instanceof Map_) ||
-    !(type.keyType instanceof Utf8) || !(type.valueType instanceof Utf8)
-  ) {
-    throw new PublishAnswerError(
-      `unexpected Publish answer schema ${table.schema.fields.map(String).join(", ")}`,
-    );
-  }
-  const column = table.getChild("properties")!;
-  const rows: Map<string, string | null>[] = [];
-  for (let i = 0; i < table.numRows; i++) {
-    const row = column.get(i);
-    if (row === null) {
-      throw new PublishAnswerError("the Publish answer has a row without properties");
-    }
-    const entries = new Map<string, string | null>();
-    for (const [key, value] of row as Iterable<[string, string | null]>) {
-      entries.set(key, key === BOOTSTRAP_SERVERS && value !== null ? await rewrite(value) : value);
-    }
-    rows.push(entries);
-  }
-  const properties = vectorFromArray(rows, type);
-  const batch = new RecordBatch(
-    table.schema,
-    makeData({
-      type: new Struct(table.schema.fields),
-      length: rows.length,
-      nullCount: 0,
-      children: [properties.data[0]],
-    }),
-  );
-  return tableToFlightData(new Table(table.schema, [batch]));
-}
-
-/**
- * A `rewrite` for {@link rewritePublishAnswer}: each `host:port` of a
+ * A `rewrite` for `rewritePublishAnswer` (publish_batch.ts): each `host:port` of a
  * bootstrap list becomes its broker's local listener; a broker that cannot be
  * forwarded refuses the whole answer (a Publisher must reach every broker its
  * partitions lead on).
@@ -127,5 +73,101 @@ export function bootstrapThroughListeners(
       local.push(uri.replace(/^kafka:\/\//, ""));
     }
     return local.join(",");
+  };
+}
+
+/** The bytes of the first length-delimited field `number` of a message, if any. */
+function lenField(message: Uint8Array, number: number): Uint8Array | undefined {
+  for (const field of readFields(message)) {
+    if (field.number === number && field.wireType === WireType.LEN) {
+      return message.subarray(field.valueStart, field.end);
+    }
+  }
+  return undefined;
+}
+
+/** Whether a DoGet request (a `Ticket`) redeems a Publish command. */
+export function isPublishDoGet(request: Uint8Array): boolean {
+  try {
+    const ticket = lenField(request, 1);
+    return ticket !== undefined && isPublishTicket(ticket);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks the FlightInfo of a Publish request (its descriptor's command says
+ * so): `true` when it is one and every endpoint is redeemed on the connection
+ * that asked (reuse-connection, or no location), so that its DoGet comes
+ * through the proxy and {@link publishDoGetTransform} can rewrite it; such an
+ * answer must be passed on unchanged. A Publish endpoint elsewhere (the
+ * publisher's own data server) would be redeemed outside the proxy: refused
+ * with a {@link PublishAnswerError}. `false` for any other FlightInfo.
+ */
+export function checkPublishFlightInfo(info: Uint8Array): boolean {
+  let command: Uint8Array | undefined;
+  try {
+    const descriptor = lenField(info, 2);
+    command = descriptor && lenField(descriptor, 2);
+  } catch {
+    return false;
+  }
+  if (command === undefined || !isPublishTicket(command)) return false;
+  const elsewhere = collectLocations(info, Shapes.FlightInfo).filter((uri) =>
+    uri !== REUSE_CONNECTION && !uri.startsWith("arrow-flight-reuse-connection:")
+  );
+  if (elsewhere.length > 0) {
+    throw new PublishAnswerError(
+      `the Publish endpoint is served by ${elsewhere.join(", ")}, which the proxy only ` +
+        `forwards: it cannot give the Publisher its brokers' local listeners (use --kafka direct ` +
+        `where the brokers are reachable)`,
+    );
+  }
+  return true;
+}
+
+/**
+ * The DoGet response transform of a Publish ticket, one call per FlightData
+ * message: the schema passes as it is and is kept; the record batch gets its
+ * `bootstrap.servers` rewritten by {@link bootstrapThroughListeners}. A
+ * message with fields other than header and body (app_metadata) is refused.
+ */
+export function publishDoGetTransform(
+  kafka: KafkaLocations,
+): (message: Uint8Array) => Promise<Uint8Array> {
+  let schema: FlightData | undefined;
+  const rewrite = bootstrapThroughListeners(kafka);
+  return async (message) => {
+    let header: Uint8Array | undefined;
+    let body: Uint8Array = new Uint8Array();
+    for (const field of readFields(message)) {
+      const value = message.subarray(field.valueStart, field.end);
+      if (field.number === 2 && field.wireType === WireType.LEN) header = value;
+      else if (field.number === 1000 && field.wireType === WireType.LEN) body = value;
+      else if (field.number !== 1) {
+        throw new PublishAnswerError(`the Publish answer carries field ${field.number}`);
+      }
+    }
+    if (header === undefined) {
+      throw new PublishAnswerError("a Publish answer message has no header");
+    }
+    if (schema === undefined) {
+      schema = { data_header: header, data_body: body };
+      return message;
+    }
+    // apache-arrow only once a Publisher shows up: the proxy does not load it otherwise.
+    const { rewritePublishAnswer } = await import("./publish_batch.ts");
+    const [, batch, ...more] = await rewritePublishAnswer(
+      [schema, { data_header: header, data_body: body }],
+      rewrite,
+    );
+    if (batch === undefined || more.length > 0) {
+      throw new PublishAnswerError("the Publish answer is not one record batch per message");
+    }
+    return concatBytes([
+      ...encodeLenField(2, batch.data_header),
+      ...encodeLenField(1000, batch.data_body),
+    ]);
   };
 }
