@@ -8,7 +8,7 @@
 import { PROXY_CHILD_FLAG } from "./lib/proxy_process/protocol.ts";
 
 if (import.meta.main) {
-  // The proxy's gRPC half runs as a child of this same program (see isolated_proxy.ts);
+  // The proxy's gRPC half runs as a child of this same program (see lib/proxy_process/parent.ts);
   // each side loads only its own modules: the parent never loads grpc-js.
   if (Deno.args[0] === PROXY_CHILD_FLAG) {
     const { runProxyChild } = await import("./lib/proxy_process/child.ts");

@@ -11,7 +11,7 @@
  * (`SshConnection`), `./flight/proxy` (`FlightProxy`), `./flight/locations`
  * (`LocationMap`, `classifyLocation`), `./flight/rewrite` (`LocationRewriter`),
  * `./flight/discovery` (`discoverEndpoints`), `./flight/client` (`fetchArrakis`,
- * `summarizeTables`), `./isolated_proxy` (`IsolatedProxy`).
+ * `summarizeTables`), `./isolated_proxy` (`IsolatedProxy`, in `lib/proxy_process/parent.ts`).
  *
  * @example `sshProxy`: everything in one call, closed at the end of the scope
  * ```ts
@@ -79,13 +79,12 @@
 export {
   type BackgroundOptions,
   type BackgroundProxy,
-  listBackgroundProxies,
-  type ProxyRecord,
-  type RecordList,
   startBackgroundProxy,
-  stopBackgroundProxy,
-} from "./lib/background/daemon.ts";
+} from "./lib/background/starter.ts";
+export { listBackgroundProxies, stopBackgroundProxy } from "./lib/background/running.ts";
+export type { ProxyRecord, RecordList } from "./lib/background/state.ts";
 export {
+  type MasterAddress,
   type SshOptions,
   type SshProxy,
   sshProxy,

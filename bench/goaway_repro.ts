@@ -12,7 +12,7 @@
  * @module
  */
 import { arrakisCommand, FlightTestClient } from "../tests/fixtures/flight_client.ts";
-import { getFreePort } from "../lib/ssh/free_port.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
 import { startMockProcess } from "../tests/fixtures/mock_process.ts";
 
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;

@@ -6,7 +6,9 @@
  * alternately in one run: a hand-made `ssh -L` tunnel (the baseline), this
  * proxy (the real `main.ts` command) and the seed's own `arrakis.proxy.ssh_proxy`.
  *
- * Usage: `deno task bench [--quick] [--out FILE] [--no-ssh] [--venv DIR]`. Prints a
+ * Usage: `deno task bench [--quick] [--out FILE] [--no-ssh] [--venv DIR]`, or
+ * `deno task bench load …` for the load matrix (bench/load.ts),
+ * `deno task bench --link …` for the bench over emulated links (`link.ts`). Prints a
  * table and writes every figure as JSON (default `bench/results/latest.json`).
  * `--quick` runs tiny sizes so CI can prove the bench still works; its figures
  * mean nothing. The SSH part needs root (it creates a network namespace) and a
@@ -23,6 +25,7 @@ import { LocationMap } from "../lib/flight/locations.ts";
 import { LocationRewriter, Shapes } from "../lib/flight/rewrite.ts";
 import { physicalMiB, processTree, spawnMock, spawnProxy, sumRssMiB } from "./children.ts";
 import { arrakisDescriptor, rawClient, ready, unary } from "./flight_raw.ts";
+import { sshTunnel } from "./ssh_tunnel.ts";
 import {
   benchChannels,
   findVenv,
@@ -148,50 +151,6 @@ async function loopback(sizes: Sizes, log: (line: string) => void): Promise<Figu
   figures.bigFlightInfoAddedMs = median(big.rounds.map(([a, b]) => b - a));
   log(`${sizes.endpoints}-endpoint FlightInfo: toLocal ${fixed(figures.rewriteToLocalMs)} ms`);
   return figures;
-}
-
-/** Starts `ssh -L` to `remote` with a session open (so ssh sets TCP_NODELAY). */
-async function sshTunnel(
-  config: string,
-  host: string,
-  remote: string,
-): Promise<{ url: string } & AsyncDisposable> {
-  const { getFreePort } = await import("../lib/ssh/free_port.ts");
-  const port = await getFreePort();
-  const child = new Deno.Command("ssh", {
-    args: [
-      "-F",
-      config,
-      "-T",
-      "-o",
-      "ExitOnForwardFailure=yes",
-      "-L",
-      `127.0.0.1:${port}:${remote}`,
-      host,
-      "cat",
-    ],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  const stop = async () => {
-    await child.stdin.close().catch(() => {});
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await child.status;
-  };
-  // Ready once the forward accepts connections.
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return { url: `grpc://127.0.0.1:${port}`, [Symbol.asyncDispose]: stop };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  await stop();
-  throw new Error(`ssh -L ${port}:${remote} ${host}: the forward never opened`);
 }
 
 /** The ticket the Deno mock answers with `bytes` in 1 MiB batches (one Float64 channel). */
@@ -504,6 +463,10 @@ function machine() {
 }
 
 async function main(args: string[]): Promise<number> {
+  // `deno task bench load …`: the load matrix, a bench of its own (bench/load.ts).
+  if (args[0] === "load") return await (await import("./load.ts")).main(args.slice(1));
+  // Over emulated links: its own run and report (bench/link.ts).
+  if (args.includes("--link")) return await (await import("./link.ts")).linkMain(args);
   const quick = args.includes("--quick");
   const option = (name: string) => {
     const index = args.indexOf(name);

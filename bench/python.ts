@@ -75,17 +75,30 @@ export async function benchChannels(dir: string, count: number): Promise<BenchCh
 }
 
 /**
- * A real self-serving `arrakis-server … mock CHANNELS.toml` inside the
- * namespace, bound to `host:port`; ready once it accepts connections there.
+ * A real `arrakis-server` inside the namespace, bound to `host:port`: self-serving
+ * (`mock CHANNELS.toml`) and/or routing by a scope map (`-s FILE`); ready once it
+ * accepts connections there.
  */
 export async function startArrakisServer(
   netns: Netns,
   venv: string,
   cacheDir: string,
-  { host, port, channelsFile }: { host: string; port: number; channelsFile: string },
+  { host, port, channelsFile, scopeMapFile }: {
+    host: string;
+    port: number;
+    channelsFile?: string;
+    scopeMapFile?: string;
+  },
 ): Promise<AsyncDisposable> {
   const child = netns.spawn(
-    [`${venv}/bin/arrakis-server`, "-q", "-u", `grpc://${host}:${port}`, "mock", channelsFile],
+    [
+      `${venv}/bin/arrakis-server`,
+      "-q",
+      "-u",
+      `grpc://${host}:${port}`,
+      ...(scopeMapFile ? ["-s", scopeMapFile] : []),
+      ...(channelsFile ? ["mock", channelsFile] : []),
+    ],
     { env: { XDG_CACHE_HOME: cacheDir }, stdin: "null", stdout: "null", stderr: "piped" },
   );
   const stderr = new Response(child.stderr).text();

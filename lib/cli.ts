@@ -8,7 +8,7 @@
  * @module
  */
 import { parseCommandLine } from "./command_line.ts";
-import { parseServerUrl } from "./ssh/remote_server.ts";
+import { parseServerUrl } from "./netloc.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
@@ -17,6 +17,7 @@ import { DAEMON_FLAG, runDaemon } from "./background/daemon.ts";
 import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/cli.ts";
 import type { ShellSyntax } from "./background/shell.ts";
 import { sendSignal } from "./process.ts";
+import { signalWaiter } from "./signals.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -182,7 +183,7 @@ async function doctorMain(args: string[]): Promise<number> {
     return report.healthy ? 0 : 1;
   } catch (error) {
     logger.progress("");
-    return reportError(error);
+    return reportError(error, cli.verbose);
   }
 }
 
@@ -277,37 +278,13 @@ function parseBackground(
   };
 }
 
-const TERMINATING_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-
-/** Resolves when one of `signals` arrives; the listeners go away on dispose. */
-function signalWaiter(signals: Deno.Signal[]) {
-  const controller = new AbortController();
-  let resolveSignal!: (signal: Deno.Signal) => void;
-  const received = new Promise<Deno.Signal>((resolve) => resolveSignal = resolve);
-  const listeners = signals.map((signal) => {
-    const listener = () => {
-      controller.abort(new UserError(`interrupted by ${signal}`, { exitCode: 130 }));
-      resolveSignal(signal);
-    };
-    Deno.addSignalListener(signal, listener);
-    return [signal, listener] as const;
-  });
-  return {
-    received,
-    signal: controller.signal,
-    [Symbol.dispose]() {
-      for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
-    },
-  };
-}
-
 /** Runs the command line; resolves to the process exit status. */
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "doctor") return await doctorMain(args.slice(1));
   if (args[0] === DAEMON_FLAG) return await runDaemon(args[1]);
   if (args[0] === "status" || args[0] === "stop") {
     const run = args[0] === "status" ? statusMain : stopMain;
-    return await run(args.slice(1), stderrLogger()).catch(reportError);
+    return await run(args.slice(1), stderrLogger()).catch((error) => reportError(error));
   }
   let cli;
   try {
@@ -324,7 +301,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const logger = stderrLogger(cli.verbosity);
-  using signals = signalWaiter(TERMINATING_SIGNALS);
+  using signals = signalWaiter();
   try {
     if (cli.background) {
       return await backgroundMain(cli.sshHost, {
@@ -357,7 +334,7 @@ export async function main(args: string[]): Promise<number> {
     return await runCommand(cli.command, proxy.url);
   } catch (error) {
     logger.progress("");
-    return reportError(error);
+    return reportError(error, cli.verbosity === "verbose");
   }
 }
 
@@ -402,11 +379,24 @@ function signalNumber(signal: Deno.Signal): number {
   return numbers[signal] ?? 1;
 }
 
-function reportError(error: unknown): number {
+/**
+ * Prints `error` as one line and returns the exit status. A {@link UserError}
+ * is its message; anything else is a bug: one line saying so (its stack with
+ * `-v`), exit 1 as for any runtime failure.
+ */
+function reportError(error: unknown, verbose = false): number {
   if (error instanceof UserError) {
     console.error(`arrakis-proxy: ${error.message}`);
     return error.exitCode;
   }
-  console.error("arrakis-proxy: internal error (please report it):", error);
-  return 70;
+  const message = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+  if (verbose) {
+    console.error(`arrakis-proxy: internal error (please report it): ${message}`);
+    console.error(error instanceof Error && error.stack ? error.stack : String(error));
+  } else {
+    console.error(
+      `arrakis-proxy: internal error (please report it): ${message}; run with -v for details`,
+    );
+  }
+  return 1;
 }

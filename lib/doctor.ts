@@ -1,34 +1,31 @@
 /**
- * `arrakis-proxy doctor SSH_HOST`: a proxy run's own stages (`ssh_proxy.ts`), one
- * at a time, each timed and reported on its own line, so that a user can paste
- * the report into a help request and whoever reads it sees where things stop.
+ * `arrakis-proxy doctor SSH_HOST`: a proxy run's own stages (`stages.ts`'s
+ * `STAGES`, the list `sshProxy` runs), one at a time, each timed and reported on
+ * its own line, so that a user can paste the report into a help request and
+ * whoever reads it sees where things stop.
  *
- * Steps: ssh connect → remote server → its forward → the proxy process on a free
- * loopback port → a ListActions round trip to the server → discovery → a forward
- * and a round trip per data server → a small Find and Stream through the proxy,
- * decoded with apache-arrow. As in a run, every gRPC call is made by the proxy
- * child, never by this process.
+ * The proxy listens on a free loopback port. Between the stages doctor checks
+ * more: a ListActions round trip to the server once the proxy serves, one per
+ * data server once they are forwarded, and at the end a small Find and Stream
+ * through the proxy, decoded with apache-arrow. As in a run, every gRPC call is
+ * made by the proxy child, never by this process.
  *
  * @module
  */
-import type { SshSupervisor } from "./ssh/supervisor.ts";
-import type { IsolatedProxy } from "./isolated_proxy.ts";
-import { LocationMap } from "./flight/locations.ts";
-import { formatNetloc } from "./netloc.ts";
 import type { DataSummary } from "./flight/client.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import {
-  connect,
-  discover,
-  findServer,
-  forwardAll,
+  forwardAllStage,
   type ForwardedEndpoint,
-  forwardServer,
+  openRun,
+  type Run,
+  runStages,
+  serveStage,
   type SshOptions,
-  startProxy,
-} from "./ssh_proxy.ts";
+  type Stage,
+} from "./stages.ts";
+import { formatNetloc } from "./netloc.ts";
 import { userSshArgs } from "./ssh/args.ts";
-import { withTimeout } from "./async.ts";
 
 /** Options of {@link doctor}: a run's ssh options, plus the test fetch's. */
 export interface DoctorOptions extends SshOptions {
@@ -62,6 +59,9 @@ export interface DoctorReport {
   data?: DataSummary;
 }
 
+/** doctor's proxy: a free loopback port, for the test fetch only. */
+const LISTEN = { host: "127.0.0.1", port: 0 };
+
 /** Milliseconds, shortened for a report. */
 function formatMs(ms: number): string {
   return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
@@ -78,14 +78,8 @@ function errorText(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split("\n")[0];
 }
 
-async function timed<T>(step: () => Promise<T>): Promise<{ value: T; ms: number }> {
-  const started = performance.now();
-  const value = await step();
-  return { value, ms: performance.now() - started };
-}
-
 /**
- * Runs a proxy run's stages against `sshHost` one at a time (see `ssh_proxy.ts`),
+ * Runs a proxy run's stages against `sshHost` one at a time (see `stages.ts`),
  * calling `report` with each line as soon as it is known (a hang shows where it
  * hangs), and resolves to the full report. Like a run, it speaks gRPC only in
  * the proxy child: the round trips and the sample fetch are asked of it.
@@ -124,124 +118,59 @@ export async function doctor(
   report(`${"ssh host".padEnd(28)} ${sshHost}${sshArgs.length ? ` (${sshArgs.join(" ")})` : ""}`);
 
   await using stack = new AsyncDisposableStack();
-  try {
-    let ssh: SshSupervisor;
+  const run = openRun(sshHost, { ...options, logger, listen: LISTEN, timeoutMs }, stack);
+  let healthy = true;
+  /** One endpoint's line: its forward and a ListActions round trip, asked of the child. */
+  const probe = async ({ endpoint, local, error }: ForwardedEndpoint) => {
     try {
-      const connected = await timed(() => connect(sshHost, { ...options, logger }));
-      ssh = stack.use(connected.value);
-      check({ name: "ssh connect", ok: true, detail: "master connection up", ms: connected.ms });
-    } catch (error) {
-      check({ name: "ssh connect", ok: false, detail: errorText(error) });
-      return result;
-    }
-
-    let server;
-    try {
-      const found = await timed(() => findServer(ssh, options.server, logger));
-      server = found.value;
-      const source = options.server ? "--server" : "remote $ARRAKIS_SERVER";
-      check({
-        name: "arrakis server",
+      if (local === undefined) throw error;
+      const ms = await run.proxy!.probe(`grpc://${local}`, timeoutMs);
+      healthy = check({
+        name: `endpoint ${endpoint.netloc}`,
         ok: true,
-        detail: `${server.url} (from ${source})`,
-        ms: found.ms,
-      });
+        detail: `→ ${local}, ListActions answered`,
+        ms,
+      }) && healthy;
     } catch (error) {
-      check({ name: "arrakis server", ok: false, detail: errorText(error) });
-      return result;
-    }
-
-    const infoRemote = formatNetloc(server.host, server.port);
-    const locations = new LocationMap();
-    logger.progress(`forwarding ${infoRemote}…`);
-    let infoLocal: string;
-    try {
-      infoLocal = await withTimeout(
-        forwardServer(ssh, server, locations, logger),
-        timeoutMs,
-        "forward",
-      );
-    } catch (error) {
-      check({
-        name: `endpoint ${infoRemote}`,
+      healthy = check({
+        name: `endpoint ${endpoint.netloc}`,
         ok: false,
-        detail: `no forward: ${errorText(error)}`,
-      });
-      return result;
+        detail: `${local ? `→ ${local}, ` : "no forward: "}${errorText(error)}`,
+      }) && healthy;
     }
-
-    logger.progress("starting the proxy process…");
-    let proxy: IsolatedProxy;
-    try {
-      const started = await timed(() =>
-        startProxy({ backend: `grpc://${infoLocal}`, listen: "127.0.0.1:0", locations, logger })
-      );
-      proxy = stack.use(started.value);
-      check({
-        name: "proxy",
-        ok: true,
-        detail: `${proxy.url} (temporary, for the test fetch)`,
-        ms: started.ms,
-      });
-    } catch (error) {
-      check({ name: "proxy", ok: false, detail: errorText(error) });
-      return result;
-    }
-
-    let healthy = true;
-    /** One endpoint's line: its forward and a ListActions round trip, asked of the child. */
-    const probe = async ({ endpoint, local, error }: ForwardedEndpoint) => {
-      try {
-        if (local === undefined) throw error;
-        const ms = await proxy.probe(`grpc://${local}`, timeoutMs);
-        healthy = check({
-          name: `endpoint ${endpoint.netloc}`,
-          ok: true,
-          detail: `→ ${local}, ListActions answered`,
-          ms,
-        }) && healthy;
-      } catch (error) {
-        healthy = check({
-          name: `endpoint ${endpoint.netloc}`,
-          ok: false,
-          detail: `${local ? `→ ${local}, ` : "no forward: "}${errorText(error)}`,
-        }) && healthy;
+  };
+  /** What doctor checks once a stage is done, before the next one runs. */
+  const after = new Map<Stage, (run: Run) => Promise<void>>([
+    [serveStage, async ({ server, serverLocal }) => {
+      const netloc = formatNetloc(server!.host, server!.port);
+      await probe({ endpoint: { ...server!, netloc }, local: serverLocal! });
+    }],
+    [forwardAllStage, async ({ forwarded = [] }) => {
+      let done = 0;
+      for (const endpoint of forwarded) {
+        logger.progress(`checking endpoints ${++done}/${forwarded.length}`);
+        await probe(endpoint);
       }
-    };
-    await probe({ endpoint: { ...server, netloc: infoRemote }, local: infoLocal });
-
-    let endpoints;
+    }],
+  ]);
+  try {
     try {
-      const listed = await timed(() => discover(proxy, logger, timeoutMs));
-      endpoints = listed.value.endpoints;
-      check({
-        name: "endpoints",
-        ok: true,
-        detail: `${endpoints.length} data server(s) from the ${
-          listed.value.method === "scope-map" ? "scope-map action" : "Count over all channels"
-        }: ${endpoints.map((e) => e.netloc).join(", ") || "none"}`,
-        ms: listed.ms,
+      await runStages(run, {
+        report: async ({ stage, detail, error, ms }) => {
+          const note = stage === serveStage ? " (temporary, for the test fetch)" : "";
+          healthy = (error
+            ? check({ name: stage.name, ok: false, detail: errorText(error) })
+            : check({ name: stage.name, ok: true, detail: `${detail}${note}`, ms })) && healthy;
+          await after.get(stage)?.(run);
+        },
       });
-    } catch (error) {
-      check({ name: "endpoints", ok: false, detail: errorText(error) });
-      return result;
-    }
-
-    let forwarded: ForwardedEndpoint[];
-    try {
-      forwarded = await withTimeout(forwardAll(locations, endpoints, logger), timeoutMs, "forward");
-    } catch (error) {
-      forwarded = endpoints.map((endpoint) => ({ endpoint, error: error as Error }));
-    }
-    let done = 0;
-    for (const endpoint of forwarded) {
-      logger.progress(`checking endpoints ${++done}/${forwarded.length}`);
-      await probe(endpoint);
+    } catch {
+      return result; // reported as the stage's FAILED line
     }
 
     logger.progress("fetching test data through the proxy…");
     try {
-      const fetched = await proxy.sampleFetch(options.channels ?? [], timeoutMs);
+      const fetched = await run.proxy!.sampleFetch(options.channels ?? [], timeoutMs);
       const { data, channels, endpoints } = fetched;
       result.data = data;
       const span = data.span

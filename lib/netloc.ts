@@ -1,7 +1,7 @@
 /**
  * `host:port`, the one parser and formatter: the SSH layer (forward targets, the
  * remote server), the Flight layer (endpoint locations, the backend) and the
- * command line (`--listen`) all take addresses apart and put them together here,
+ * command line (`--listen`, `--server` URLs: {@link parseServerUrl}) all take addresses apart and put them together here,
  * and decide here whether a name that came from the remote side may reach an ssh
  * command line.
  *
@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { UsageError } from "./errors.ts";
+import { UsageError, UserError } from "./errors.ts";
 
 const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/;
@@ -115,4 +115,78 @@ export function parseListenAddress(text: string): HostPort {
     throw new UsageError(`invalid listen address ${JSON.stringify(text)}: expected HOST:PORT`);
   }
   return address;
+}
+
+/** An Arrakis server URL taken apart: where the server is, as seen from the login host. */
+export interface RemoteServer {
+  /** Normalized URL, `grpc://host:port` (IPv6 bracketed). */
+  url: string;
+  /** Host to forward to (no brackets). */
+  host: string;
+  /** TCP port, 1..65535. */
+  port: number;
+}
+
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
+const ACCEPTED_SCHEMES = new Set(["grpc", "grpc+tcp"]);
+
+/**
+ * Parses an Arrakis server URL: `grpc://host:port`, `grpc+tcp://host:port`
+ * or bare `host:port` (meaning grpc://). The host is a DNS name, IPv4 or
+ * bracketed IPv6 address; nothing else is allowed (no user, path, query).
+ *
+ * The unspecified addresses (`0.0.0.0`, Arrakis's default, and `::`) mean
+ * "the server on the login host itself", so they become its loopback
+ * (`127.0.0.1`, `::1`): forwarding to 0.0.0.0 happens to reach the local
+ * host on Linux, but loopback says what is meant and works everywhere.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseServerUrl } from "./netloc.ts";
+ * parseServerUrl("grpc://info:31206"); // { url: "grpc://info:31206", host: "info", port: 31206 }
+ * ```
+ *
+ * @param text The URL.
+ * @param source Where it came from, for the error message.
+ * @throws {UserError} naming the source and the problem.
+ */
+export function parseServerUrl(text: string, source = "server URL"): RemoteServer {
+  const fail = (why: string): never => {
+    throw new UserError(`invalid Arrakis server ${JSON.stringify(text)} from ${source}: ${why}`);
+  };
+  let rest = text;
+  const scheme = SCHEME.exec(text);
+  if (scheme) {
+    if (!ACCEPTED_SCHEMES.has(scheme[1].toLowerCase())) {
+      fail(`scheme ${scheme[1]}:// is not grpc:// or grpc+tcp://`);
+    }
+    rest = text.slice(scheme[0].length);
+  }
+  if (rest.endsWith("/")) rest = rest.slice(0, -1);
+  if (/[/?#@\\]/.test(rest)) fail("only host:port is allowed (no user, path or query)");
+
+  let host: string;
+  let portText: string;
+  if (rest.startsWith("[")) {
+    const close = rest.indexOf("]");
+    if (close < 0 || rest[close + 1] !== ":") fail("expected [IPv6]:port");
+    host = rest.slice(1, close);
+    portText = rest.slice(close + 2);
+    if (!isIPv6Literal(host)) fail(`${host} is not an IPv6 address`);
+  } else {
+    const colon = rest.lastIndexOf(":");
+    if (colon < 0) fail("missing :port");
+    host = rest.slice(0, colon);
+    portText = rest.slice(colon + 1);
+    if (host.includes(":")) fail("IPv6 addresses must be in brackets");
+    if (!isValidHost(host) || isIPv6Literal(host)) fail(`${host || "(empty)"} is not a host name`);
+    if (/^[\d.]+$/.test(host) && !isIPv4Literal(host)) fail(`${host} is not an IPv4 address`);
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+    fail(`port ${portText || "(empty)"} is not in 1..65535`);
+  }
+  const port = Number(portText);
+  if (host === "0.0.0.0") host = "127.0.0.1";
+  else if (isIPv6Literal(host) && /^[0:]+$/.test(host)) host = "::1";
+  return { url: `grpc://${formatNetloc(host, port)}`, host, port };
 }

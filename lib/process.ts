@@ -73,3 +73,22 @@ async function pidGone(pid: number, ms: number): Promise<boolean> {
     await delay(25);
   }
 }
+
+/**
+ * The command line of process `pid` (its argv), or undefined when there is no
+ * such process or it cannot be read.
+ */
+export async function commandLine(pid: number): Promise<string[] | undefined> {
+  if (Deno.build.os === "linux") {
+    const text = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => undefined);
+    return text ? text.replace(/\0$/, "").split("\0") : undefined;
+  }
+  // Elsewhere ps joins the words with spaces: good enough to find a word in it.
+  const output = await new Deno.Command("ps", {
+    args: ["-o", "args=", "-p", String(pid)],
+    stdout: "piped",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  const text = output?.success ? new TextDecoder().decode(output.stdout).trim() : "";
+  return text ? text.split(" ") : undefined;
+}

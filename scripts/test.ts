@@ -12,7 +12,15 @@
  * again (at most twice), says so loudly, and each rerun is counted in the
  * summary line, so a crash cannot hide behind a green rerun; an assertion that
  * fails is never retried. The product itself survives that crash by design
- * (lib/isolated_proxy.ts).
+ * (lib/proxy_process/parent.ts).
+ *
+ * Startup: a `deno test` process type-checks the graph of its files, ~8 s on a
+ * fresh machine, and Deno caches that check per set of roots, so thirty
+ * processes paid it thirty times. The runner checks everything once, with the
+ * roots of `deno task check` (whose check then finds it cached), and the files
+ * run with `--no-check`; if that check fails, each file checks itself as before,
+ * so the failure lands on the file that has it. Pure unit-test files (no
+ * servers, no gRPC in-process) share one process: `UNIT`.
  *
  * Usage: deno task test [FILE...] [-- DENO_TEST_ARGS...]
  *
@@ -29,6 +37,16 @@ const SLOW = [
   "tests/real_arrakis_test.ts",
   "tests/arrakis_proxy_module_test.ts",
 ];
+/** Pure unit tests (no servers, no in-process gRPC to crash): one `deno test` for them all. */
+const UNIT = [
+  "tests/arrow_ipc_test.ts",
+  "tests/cli_test.ts",
+  "tests/free_port_test.ts",
+  "tests/methods_test.ts",
+  "tests/rewrite_test.ts",
+  "tests/shell_lines_test.ts",
+  "tests/ssh_args_test.ts",
+];
 const root = new URL("../", import.meta.url).pathname;
 
 const separator = Deno.args.indexOf("--");
@@ -39,6 +57,12 @@ const files = named.length > 0 ? named : [...Deno.readDirSync(`${root}tests`)]
   .map((entry) => `tests/${entry.name}`)
   // The longest first, so that the two workers finish together.
   .sort((a, b) => (SLOW.indexOf(b) - SLOW.indexOf(a)) || a.localeCompare(b));
+
+/** One `deno test` process: a file, or the unit-test files together. */
+interface Job {
+  label: string;
+  files: string[];
+}
 
 interface Outcome {
   file: string;
@@ -67,11 +91,37 @@ function counts(output: string) {
   };
 }
 
-async function runFile(file: string): Promise<Outcome> {
+/**
+ * Type-checks what the files need in one process; whole runs use `deno task
+ * check`'s roots (deno.json), so that check is then cached. True when it passed.
+ */
+async function typeCheck(files: string[]): Promise<boolean> {
+  const task = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)).tasks?.check ?? "";
+  const roots = named.length === 0 && /deno check ([^&]+)/.exec(task)?.[1].trim().split(/\s+/);
+  const started = performance.now();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["check", "--quiet", ...(roots || files)],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const seconds = ((performance.now() - started) / 1000).toFixed(0);
+  if (!output.success) {
+    console.log((decoder.decode(output.stdout) + decoder.decode(output.stderr)).trimEnd());
+  }
+  console.log(
+    output.success
+      ? `===== type check of ${roots ? roots.join(" ") : "the files"} (${seconds} s): ok =====`
+      : `!!!!! type check failed (${seconds} s): each file checks its own types`,
+  );
+  return output.success;
+}
+
+async function runFile({ label: file, files }: Job, check: string[]): Promise<Outcome> {
   for (let attempt = 1;; attempt++) {
     const started = performance.now();
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["test", "-A", ...extra, file],
+      args: ["test", "-A", ...check, ...extra, ...files],
       cwd: root,
       env: { NO_COLOR: "1" },
       stdout: "piped",
@@ -115,12 +165,17 @@ async function runFile(file: string): Promise<Outcome> {
   }
 }
 
-const queue = [...files];
+const check = await typeCheck(files) ? ["--no-check"] : [];
+const unit = files.filter((file) => UNIT.includes(file));
+const queue: Job[] = [
+  ...files.filter((file) => !UNIT.includes(file)).map((file) => ({ label: file, files: [file] })),
+  ...(unit.length ? [{ label: `unit tests (${unit.join(" ")})`, files: unit }] : []),
+];
 const outcomes: Outcome[] = [];
 await Promise.all(
-  Array.from({ length: Math.min(JOBS, files.length) }, async () => {
-    for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-      outcomes.push(await runFile(file));
+  Array.from({ length: Math.min(JOBS, queue.length) }, async () => {
+    for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+      outcomes.push(await runFile(job, check));
     }
   }),
 );

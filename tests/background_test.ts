@@ -282,8 +282,41 @@ Deno.test("-f: eval in sh, csh and fish; found again; status; stop; nothing left
     const status = await runProxy(["status", "--json"], { env });
     assertEquals([status.code, status.stdout], [0, "[]\n"], status.stderr);
     assertEquals(await files(state.dir), []);
-    // Its ssh master follows within ControlPersist (30 s) once its session ends.
   });
+
+  await t.step(
+    "nothing of a SIGKILLed proxy is left after the next -f, or after stop --all",
+    async () => {
+      for (const next of [["-f", ...sshArgs(cluster)], ["stop", "--all"]]) {
+        const run = await runProxy(["-f", ...sshArgs(cluster)], { env });
+        assertEquals(run.code, 0, run.stderr);
+        const pid = Number(/ARRAKIS_PROXY_PID=(\d+);/.exec(run.stdout)![1]);
+        const left = proxyProcesses(pid, cluster);
+        const master = left.map((p) => Deno.readTextFileSync(`/proc/${p}/cmdline`).split("\0"))
+          .find((argv) => argv.includes("-M"));
+        assert(master, "the proxy's ssh master");
+        const controlPath = master[master.indexOf("-S") + 1];
+        const controlDir = controlPath.slice(0, controlPath.lastIndexOf("/"));
+        Deno.kill(pid, "SIGKILL");
+        await waitFor(() => !isAlive(pid), 10_000, "the killed proxy to exit");
+        const after = await runProxy(next, { env });
+        assertEquals(after.code, 0, after.stderr);
+        // Without clean-up the master lingers for ControlPersist (30 s), its directory for good.
+        await waitFor(
+          async () =>
+            left.every((p) => !isAlive(p)) &&
+            !await Deno.lstat(controlDir).then(() => true, () => false),
+          5000,
+          `the killed proxy's processes (${left.join(", ")}) and ${controlDir} to go`,
+        );
+        if (next[0] === "-f") {
+          const stopped = await runProxy(["stop", "--all"], { env });
+          assertEquals(stopped.code, 0, stopped.stderr);
+        }
+        assertEquals(await files(state.dir), []);
+      }
+    },
+  );
 
   await t.step(
     "a proxy whose SSH connection is gone for good exits and removes its record",
@@ -405,6 +438,20 @@ Deno.test("-f again from a terminal logs in for a proxy that is reconnecting and
   assertEquals(await files(state.dir), []);
 });
 
+Deno.test("-f: an error the background process meets comes back as -f's one line", async () => {
+  // Only the background process reads the remote ARRAKIS_SERVER; its log line is relayed.
+  await using cluster = await startCluster({ env: {}, loginProfileEnv: {} });
+  await using state = await stateEnv();
+  const run = await runProxy(["-f", ...sshArgs(cluster)], { env: state.env });
+  assertEquals(run.code, 1, run.stderr);
+  assertEquals(run.stdout, "");
+  assertMatch(
+    run.stderr,
+    /\narrakis-proxy: remote ARRAKIS_SERVER is not set on \S+; pass --server URL\n$/,
+  );
+  assertEquals(await files(state.dir), []);
+});
+
 Deno.test("bad input: one line and the right exit code", async (t) => {
   await using state = await stateEnv();
   const { env } = state;
@@ -469,6 +516,40 @@ Deno.test("bad input: one line and the right exit code", async (t) => {
     oneLine(newer);
     await Deno.remove(`${state.dir}/4242.json`);
   });
+
+  await t.step(
+    "an internal error: one line saying so and how to see more, exit 1; its stack with -v",
+    async () => {
+      // Two records of live processes that lack `started`: listing them hits a bug, not a user error.
+      const sleepers = [0, 1].map(() =>
+        new Deno.Command("sleep", { args: ["60"], stdin: "null" }).spawn()
+      );
+      try {
+        for (const sleeper of sleepers) {
+          const stat = await Deno.readTextFile(`/proc/${sleeper.pid}/stat`);
+          const startTime = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+          const record = { format: 1, pid: sleeper.pid, startTime, host: "broken" };
+          await Deno.writeTextFile(`${state.dir}/${sleeper.pid}.json`, JSON.stringify(record));
+        }
+        const plain = await runProxy(["-f", "broken"], { env });
+        assertEquals(plain.code, 1, plain.stderr);
+        assertMatch(
+          plain.stderr,
+          /^arrakis-proxy: internal error \(please report it\): [^\n]+; run with -v for details\n$/,
+        );
+        const verbose = await runProxy(["-f", "-v", "broken"], { env });
+        assertEquals(verbose.code, 1, verbose.stderr);
+        assertMatch(verbose.stderr, /^arrakis-proxy: internal error \(please report it\): /);
+        assertMatch(verbose.stderr, /\n\s+at .*state\.ts/);
+      } finally {
+        for (const sleeper of sleepers) {
+          sleeper.kill();
+          await sleeper.status;
+          await Deno.remove(`${state.dir}/${sleeper.pid}.json`).catch(() => undefined);
+        }
+      }
+    },
+  );
 
   await t.step("a state directory others can read is refused", async () => {
     await Deno.chmod(state.dir, 0o755);

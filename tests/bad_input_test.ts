@@ -15,7 +15,7 @@ import {
 import { UserError } from "../lib/errors.ts";
 import { sshProxy } from "../lib/ssh_proxy.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
-import { getFreePort } from "../lib/ssh/free_port.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
 import { createNetns } from "./fixtures/netns.ts";
 import { proxyCommand, type ProxyResult, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
 import { startSshd } from "./fixtures/sshd.ts";

@@ -63,7 +63,7 @@ Deno.test("deno task bench --quick writes a report with every figure", async () 
     let stderr = new TextDecoder().decode(run.stderr);
     // The bench runs a bare FlightProxy in a child (to measure it alone), and Deno 2.9.6
     // can abort such a process inside nghttp2 (denoland/deno#36788; the product
-    // restarts its proxy process, see lib/isolated_proxy.ts). Only that crash, at
+    // restarts its proxy process, see lib/proxy_process/parent.ts). Only that crash, at
     // most twice, earns another run.
     for (
       let retry = 1;

@@ -23,6 +23,13 @@ Deno.test("doctor: a healthy cluster, every step reported with its time", async 
     /^endpoints\s+ok, [\d.]+ ms: 2 data server\(s\) from the Count over all channels: data-a:40001, data-b:40001/m,
   );
   assertMatch(out, /^proxy\s+ok, [\d.]+ ms: grpc:\/\/127\.0\.0\.1:\d+ \(temporary/m);
+  // The stages a run runs, the reuse-connection forward included (the default path of a fetch).
+  assertMatch(out, /^server forward\s+ok, [\d.]+ ms: 127\.0\.0\.1:\d+ → info:31206$/m);
+  assertMatch(
+    out,
+    /^reuse forward\s+ok, [\d.]+ ms: 127\.0\.0\.1:\d+ → info:31206, for reuse-connection/m,
+  );
+  assertMatch(out, /^endpoint forwards\s+ok, [\d.]+ ms: 2 data endpoint\(s\) forwarded$/m);
   for (const server of ["info:31206", "data-a:40001", "data-b:40001"]) {
     assertMatch(
       out,

@@ -1,4 +1,4 @@
-import { getFreePort, isAddressFree } from "../lib/ssh/free_port.ts";
+import { getFreePort, isAddressFree } from "../lib/net/free_port.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 Deno.test("getFreePort returns a loopback port that can be bound", () => {

@@ -32,7 +32,7 @@ import {
   KafkaLocations,
   type KafkaMode,
 } from "../lib/flight/kafka_locations.ts";
-import { getFreePort } from "../lib/ssh/free_port.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
 import { silentLogger } from "../lib/log.ts";
 import { delay } from "../lib/async.ts";
 

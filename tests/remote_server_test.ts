@@ -6,7 +6,8 @@
 
 import { UserError } from "../lib/errors.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
-import { parseServerUrl, resolveRemoteServer } from "../lib/ssh/remote_server.ts";
+import { resolveRemoteServer } from "../lib/ssh/remote_server.ts";
+import { parseServerUrl } from "../lib/netloc.ts";
 import { assertEquals, assertMatch, assertRejects, assertThrows } from "./assert.ts";
 import { createNetns } from "./fixtures/netns.ts";
 import { type SshdOptions, startSshd } from "./fixtures/sshd.ts";

@@ -9,6 +9,13 @@ Modes (config "mode"):
   each round (rotated, and reversed every other round) so no path always runs
   first or on a warmer machine. Prints {"figures": {name: {path: [per-round
   values]}}}; the bench computes medians and ratios.
+- "parallel": k DoGets at once, each for 1/k of the channels, on the clients
+  "urls" names (one URL per stream; the same URL k times means k clients of it,
+  "shared": true means one client for all k). Prints {"MBps"}: how many
+  windows the streams get (one SSH channel per TCP connection).
+- "first": the first GetFlightInfo (Count) on each of "paths", just started, with
+  a new client: what a user's first call costs (the path's own connections are
+  made then). Prints {"firstCallMs": {name: ms}}.
 - "stream": one path; follows the Stream FlightInfo's locations until at least
   "bytes" have arrived (for the proxy's peak memory). Prints {"bytes", "seconds"}.
 """
@@ -152,9 +159,12 @@ def compare(config):
             p50, p90 = latency(path, config["latencyCalls"])
             record("getFlightInfoP50Ms", name, p50)
             record("getFlightInfoP90Ms", name, p90)
-        for name in order:
-            seconds, total = timed(lambda: paths[name].follow(stream, config["followSeconds"]))
-            record("followMBps", name, total / 1e6 / seconds)
+        if config.get("followSeconds"):
+            for name in order:
+                seconds, total = timed(
+                    lambda: paths[name].follow(stream, config["followSeconds"])
+                )
+                record("followMBps", name, total / 1e6 / seconds)
         if config.get("fetchSeconds"):
             for name in order:
                 seconds, total = timed(
@@ -182,10 +192,56 @@ def stream_bytes(config):
     return {"bytes": total, "seconds": elapsed}
 
 
+def parallel(config):
+    import threading
+
+    urls, stream = config["urls"], config["stream"]
+    k = len(urls)
+    clients = [flight.connect(urls[0])] if config.get("shared") else [
+        flight.connect(url) for url in urls
+    ]
+    groups = [stream["channels"][i::k] for i in range(k)]
+    tickets = []
+    for i, channels in enumerate(groups):
+        client = clients[i % len(clients)]
+        info = client.get_flight_info(
+            stream_descriptor({**stream, "channels": channels}, config["seconds"])
+        )
+        tickets.append((client, [endpoint.ticket for endpoint in info.endpoints]))
+    totals = [0] * k
+
+    def pull(i):
+        client, ticket_list = tickets[i]
+        for ticket in ticket_list:
+            totals[i] += drain(client.do_get(ticket))
+
+    threads = [threading.Thread(target=pull, args=(i,)) for i in range(k)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    for client in clients:
+        client.close()
+    return {"MBps": sum(totals) / 1e6 / seconds}
+
+
+def first_calls(config):
+    figures = {}
+    for name, url in config["paths"].items():
+        seconds, _ = timed(lambda: flight.connect(url).get_flight_info(COUNT))
+        figures[name] = seconds * 1000
+    return {"firstCallMs": figures}
+
+
+MODES = {"first": first_calls, "compare": compare, "stream": stream_bytes, "parallel": parallel}
+
+
 def main():
     config = json.loads(sys.argv[1])
     mode = config["mode"]
-    result = compare(config) if mode == "compare" else stream_bytes(config)
+    result = MODES[mode](config)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

@@ -8,13 +8,9 @@
 import type { Logger } from "../log.ts";
 import { UsageError, UserError } from "../errors.ts";
 import { parseCommandLine } from "../command_line.ts";
-import {
-  type BackgroundOptions,
-  listBackgroundProxies,
-  type ProxyRecord,
-  startBackgroundProxy,
-  stopBackgroundProxy,
-} from "./daemon.ts";
+import { type BackgroundOptions, startBackgroundProxy } from "./starter.ts";
+import { listBackgroundProxies, stopBackgroundProxy } from "./running.ts";
+import type { ProxyRecord } from "./state.ts";
 import { evalLines, shellFromEnv, type ShellSyntax, unsetLines } from "./shell.ts";
 
 /** Picks the eval syntax from `--sh`/`--csh`/`--fish`, else from `$SHELL`. */

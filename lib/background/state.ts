@@ -18,6 +18,7 @@
  * @module
  */
 import { UserError } from "../errors.ts";
+import { endLeftoverSsh, type MasterAddress } from "../ssh_proxy.ts";
 
 /** The record format this program writes; a larger one is from a newer version. */
 export const RECORD_FORMAT = 1;
@@ -54,6 +55,8 @@ export interface ProxyRecord {
   lastError?: string;
   /** Its log file. */
   log: string;
+  /** Its SSH master, ended when the record is found stale (the proxy killed). */
+  master?: MasterAddress;
 }
 
 /** The private state directory (created if missing), after checking it is safe. */
@@ -110,11 +113,37 @@ export async function writeRecord(dir: string, record: ProxyRecord): Promise<voi
   await Deno.rename(temp, path);
 }
 
+/** The record of the proxy `pid`, when there is a readable one. */
+export async function readRecord(dir: string, pid: number): Promise<ProxyRecord | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(recordPath(dir, pid)));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Removes a proxy's record and logs; missing files are fine. */
 export async function removeRecord(dir: string, pid: number, { log = true } = {}): Promise<void> {
   const paths = [recordPath(dir, pid), `${recordPath(dir, pid)}.tmp`, handOverPath(dir, pid)];
   if (log) paths.push(logPath(dir, pid), `${logPath(dir, pid)}.1`);
   for (const path of paths) await Deno.remove(path).catch(() => undefined);
+}
+
+/**
+ * Removes the record of a proxy that is gone (killed, say), and ends the SSH
+ * master it names, which would otherwise linger.
+ */
+export async function removeStaleRecord(
+  dir: string,
+  record: Partial<Pick<ProxyRecord, "host" | "master">>,
+  pid: number,
+): Promise<void> {
+  const { host, master } = record;
+  if (typeof host === "string" && typeof master?.controlPath === "string") {
+    const masterPid = typeof master.pid === "number" ? master.pid : undefined;
+    await endLeftoverSsh(host, { controlPath: master.controlPath, pid: masterPid });
+  }
+  await removeRecord(dir, pid);
 }
 
 /** The start time of process `pid`, or undefined when there is no such process. */
@@ -181,7 +210,7 @@ export async function listRecords(dir: string): Promise<RecordList> {
       continue;
     }
     if (record.pid !== pid || typeof record.startTime !== "string" || !await isLive(record)) {
-      await removeRecord(dir, pid);
+      await removeStaleRecord(dir, record, pid);
       continue;
     }
     records.push(record);

@@ -32,7 +32,9 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = { "grpc.use_local_subchannel_pool":
 
 /** An Arrakis request: `{"request": NAME, "args": {...}}`. */
 export interface ArrakisRequest {
+  /** The request's name, e.g. `Find`. */
   request: string;
+  /** Its arguments, as JSON. */
   args: unknown;
 }
 
@@ -40,7 +42,9 @@ export interface ArrakisRequest {
 export interface FetchedEndpoint {
   /** The location used (`arrow-flight-reuse-connection://?` for the same connection). */
   location: string;
+  /** The rows it sent. */
   table: Table;
+  /** How long its DoGet took, in milliseconds. */
   ms: number;
 }
 

@@ -41,6 +41,7 @@ export function parseKafkaMode(text: string): KafkaMode {
 export interface KafkaAddress {
   /** Host as written, an IPv6 literal without brackets. */
   host: string;
+  /** TCP port. */
   port: number;
 }
 
@@ -54,6 +55,7 @@ export type KafkaResolver = (broker: KafkaAddress) => Promise<KafkaAddress | und
 
 /** A parsed `kafka://host:port` location, with its canonical `host:port` key. */
 export interface KafkaLocation extends KafkaAddress {
+  /** `host:port` with the host lowercased (IPv6 bracketed): the broker's key. */
   netloc: string;
 }
 
@@ -92,7 +94,10 @@ export function kafkaUri(local: KafkaAddress): string | undefined {
 
 /** Options of {@link KafkaLocations}. */
 export interface KafkaLocationsOptions {
-  /** @default {"forward"} */
+  /**
+   * What to do with kafka:// locations.
+   * @default {"forward"}
+   */
   mode?: KafkaMode;
   /** Required by `forward`; without one every broker falls back to `flight`. */
   resolver?: KafkaResolver;
@@ -115,6 +120,7 @@ export class KafkaLocations {
   #pending = new Map<string, Promise<string | undefined>>();
   #refused = new Set<string>();
 
+  /** The mode and resolver of a proxy run. */
   constructor(options: KafkaLocationsOptions = {}) {
     this.mode = options.mode ?? "forward";
     this.#resolver = options.resolver;

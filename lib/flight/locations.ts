@@ -28,6 +28,7 @@ export interface ParsedLocation {
   scheme: string;
   /** Host as written, IPv6 literals without brackets. */
   host: string;
+  /** TCP port. */
   port: number;
   /** Canonical `host:port` key (lower-case host, IPv6 in brackets). */
   netloc: string;
@@ -130,6 +131,7 @@ export class LocationMap {
   #resolver?: LocationResolver;
   #watchers = new Set<(remote: string, local: string) => void>();
 
+  /** A map holding `entries` (remote → local), with `resolver` for the remotes it lacks. */
   constructor(
     entries: Iterable<[remote: string, local: string]> = [],
     resolver?: LocationResolver,
@@ -186,6 +188,7 @@ export class LocationMap {
     return [...this.#toLocal];
   }
 
+  /** How many remotes it maps. */
   get size(): number {
     return this.#toLocal.size;
   }

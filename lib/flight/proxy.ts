@@ -32,6 +32,9 @@ import { UserError } from "../errors.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 import { flightClient, UNLIMITED } from "./channel.ts";
 
+/** grpc-js channel options (`grpc.*` keys), as `@grpc/grpc-js` defines them. */
+export type ChannelOptions = grpc.ChannelOptions;
+
 /** Options of {@link FlightProxy.start}. */
 export interface FlightProxyOptions {
   /** The Flight server to forward to: `grpc://host:port`, `grpc+tcp://host:port` or `host:port`. */
@@ -46,7 +49,7 @@ export interface FlightProxyOptions {
   /** Where warnings and per-call detail go. */
   logger?: Logger;
   /** Extra grpc-js channel options for the backend connection. */
-  channelOptions?: grpc.ChannelOptions;
+  channelOptions?: ChannelOptions;
   /**
    * Clients on other machines (`--allow-remote-clients`): name local forwards in
    * locations by the host each client dialled (its `:authority`), not by the
@@ -238,6 +241,7 @@ export class FlightProxy implements AsyncDisposable {
     this.#client.close();
   }
 
+  /** Same as {@link FlightProxy.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -11,10 +11,12 @@ import { classifyLocation, type LocationMap, REUSE_CONNECTION, withNetloc } from
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 import { isKafkaUri, type KafkaLocations, parseKafkaLocation } from "./kafka_locations.ts";
 
-const URI = "uri";
+/** Marks the field that holds the URI itself in a {@link MessageShape}. */
+export const URI = "uri";
 
 /** Where location URIs sit in a message: field number → nested shape, or the URI itself. */
 export interface MessageShape {
+  /** A field number: the nested message's shape, or {@link URI} for the URI field. */
   readonly [field: number]: MessageShape | typeof URI;
 }
 
@@ -282,6 +284,7 @@ export function reorderEndpointLocations(
 
 /** A remote endpoint could not be forwarded; the proxy answers UNAVAILABLE. */
 export class EndpointUnavailableError extends Error {
+  /** `netloc` is the remote `host:port`; `cause` why its forward failed. */
   constructor(readonly netloc: string, cause: unknown) {
     super(
       `cannot forward endpoint ${netloc}: ${cause instanceof Error ? cause.message : cause}`,
@@ -321,6 +324,7 @@ export class LocationRewriter {
   #kafka?: KafkaLocations;
   #seen = new Set<string>();
 
+  /** Rewrites through `map`; `warn` gets refusals, `note` one-time notices. */
   constructor(
     map: LocationMap,
     warn: (message: string) => void = () => {},

@@ -2,7 +2,7 @@
  * The proxy child's main: read the configuration from the parent, serve a
  * FlightProxy, ask the parent for new forwards, make the calls it asks for
  * (discovery; doctor's probes and sample fetch), and exit when stdin closes. All of the program's gRPC runs here (see
- * `lib/isolated_proxy.ts` for why), so this is the only entry point that loads
+ * `parent.ts` for why), so this is the only entry point that loads
  * grpc-js.
  *
  * @example
@@ -132,5 +132,5 @@ async function answer(
   }
 }
 
-// Run directly (see defaultChildCommand in isolated_proxy.ts): less to load than main.ts.
+// Run directly (see defaultChildCommand in parent.ts): less to load than main.ts.
 if (import.meta.main && Deno.args[0] === PROXY_CHILD_FLAG) Deno.exit(await runProxyChild());

@@ -39,9 +39,11 @@ import {
 } from "./command.ts";
 import { forwardSpec, masterArgs, muxArgs } from "./args.ts";
 import { makeControlDir } from "./control_dir.ts";
-import { isAddressFree, reserveFreePort } from "./free_port.ts";
+import { isAddressFree, reserveFreePort } from "../net/free_port.ts";
 import { readSessionEnv, sessionEnvCommand } from "./session_env.ts";
 import { assertSshDestination, checkForwardTarget } from "./validate.ts";
+
+export type { SshResult } from "./command.ts";
 
 /** Options for {@link SshConnection.connect}. */
 export interface ConnectOptions {

@@ -14,12 +14,12 @@
  *
  * @module
  */
-import type { LocationMap } from "./flight/locations.ts";
-import type { Discovery } from "./flight/discovery.ts";
-import type { SampleFetch } from "./flight/client.ts";
-import { type Logger, silentLogger } from "./log.ts";
-import { UserError } from "./errors.ts";
-import { readLines } from "./lines.ts";
+import type { LocationMap } from "../flight/locations.ts";
+import type { Discovery } from "../flight/discovery.ts";
+import type { SampleFetch } from "../flight/client.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { UserError } from "../errors.ts";
+import { readLines } from "../lines.ts";
 import {
   type ChannelOptions,
   type ChildCall,
@@ -30,10 +30,12 @@ import {
   Pending,
   PROXY_CHILD_FLAG,
   type ToChild,
-} from "./proxy_process/protocol.ts";
-import { Backoff } from "./backoff.ts";
-import { delay as sleep } from "./async.ts";
-import { stopChild } from "./process.ts";
+} from "./protocol.ts";
+import { Backoff } from "../backoff.ts";
+import { delay as sleep } from "../async.ts";
+import { stopChild } from "../process.ts";
+
+export type { ChannelOptions } from "./protocol.ts";
 
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
@@ -65,7 +67,7 @@ type StartedOptions = IsolatedProxyOptions & { backend: string };
 function defaultChildCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), PROXY_CHILD_FLAG];
   // The child module is its own entry point: less to load than main.ts.
-  const main = new URL("./proxy_process/child.ts", import.meta.url).href;
+  const main = new URL("./child.ts", import.meta.url).href;
   return [
     Deno.execPath(),
     "run",
@@ -198,6 +200,7 @@ export class IsolatedProxy implements AsyncDisposable {
     await this.#supervising;
   }
 
+  /** Same as {@link IsolatedProxy.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -1,6 +1,6 @@
 /**
- * Local TCP port probing for forwards: find a free port, reserve one, or check
- * that a chosen one is still free.
+ * Local TCP port probing, the one probe: find a free port, reserve one for a
+ * forward, or check that a chosen address (a forward's, the proxy's) is free.
  *
  * @module
  */

@@ -1,0 +1,623 @@
+/**
+ * The bench over emulated links (`deno task bench --link`): the namespaced
+ * cluster reached through `py/link_relay.py` as ssh's ProxyCommand, which holds
+ * each direction of the one SSH connection for half a round trip (and can cap
+ * its rate), so everything any path carries crosses the emulated link.
+ *
+ * For each link: the link itself (`ssh HOST true`, a ping through an SSH
+ * session), ready time of every path against `ssh HOST true`, the same with 1,
+ * 10 and 50 data servers in the server's scope map, and — the paths measured
+ * alternately by `py/flight_bench.py` — `arrakis.Client.fetch` MB/s and
+ * GetFlightInfo p50; then how many streams in parallel get out of the one SSH
+ * connection, and the proxy's start-up steps with their times.
+ *
+ * A path is one entry of {@link LINK_PATHS}: add one there to measure it too.
+ *
+ * Usage: `deno task bench --link [--rtt 10,80] [--quick] [--out FILE] [--venv DIR]`.
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import { readLines } from "../lib/lines.ts";
+import { sendSignal, stopChild } from "../lib/process.ts";
+import { getFreePort } from "../lib/net/free_port.ts";
+import { proxyCommand, startProxy } from "../tests/fixtures/proxy_cli.ts";
+import {
+  benchChannels,
+  findVenv,
+  flightBench,
+  pythonCache,
+  sshWrapper,
+  startArrakisServer,
+  startSeedProxy,
+} from "./python.ts";
+import { sshTunnel } from "./ssh_tunnel.ts";
+import { alternate, median, type PathFigure, summarize } from "./stats.ts";
+
+const here = (file: string) => new URL(file, import.meta.url).pathname;
+
+/** One emulated link: its round trip and, optionally, a rate cap each way. */
+export interface Link {
+  rttMs: number;
+  rateMbit?: number;
+}
+
+/** Below this round trip there is no relay at all (the namespace's own ~0.1 ms). */
+const NO_DELAY_MS = 0.1;
+
+/** Round trips 0.1 (none), 10, 30, 80 ms, each uncapped and capped at 1 Gbit/s. */
+export const LINKS: readonly Link[] = [NO_DELAY_MS, 10, 30, 80]
+  .flatMap((rttMs) => [{ rttMs }, { rttMs, rateMbit: 1000 }]);
+
+/** "80 ms, 1 Gbit/s". */
+export function linkName(link: Link): string {
+  return `${link.rttMs} ms, ${link.rateMbit ? `${link.rateMbit / 1000} Gbit/s` : "uncapped"}`;
+}
+
+/** How much work each link's figures do. */
+export interface LinkSizes {
+  rounds: number;
+  /** Sequential GetFlightInfo (Count) calls per path and round. */
+  latencyCalls: number;
+  /** Seconds of data (1 MiB each) of every `arrakis.Client.fetch`. */
+  fetchSeconds: number;
+  readyRuns: number;
+  /** Scope-map sizes the ready time is measured with. */
+  dataServers: number[];
+  /** Seconds of data (1 MiB each) of each parallel-streams figure. */
+  parallelSeconds: number;
+  pings: number;
+}
+
+/** The full run. */
+export const LINK_FULL: LinkSizes = {
+  rounds: 3,
+  latencyCalls: 30,
+  fetchSeconds: 64,
+  readyRuns: 3,
+  dataServers: [1, 10, 50],
+  parallelSeconds: 32,
+  pings: 20,
+};
+
+/** Tiny sizes that only prove the bench works (CI); its figures mean nothing. */
+export const LINK_QUICK: LinkSizes = {
+  rounds: 1,
+  latencyCalls: 2,
+  fetchSeconds: 2,
+  readyRuns: 1,
+  dataServers: [1, 10],
+  parallelSeconds: 2,
+  pings: 2,
+};
+
+/** What a path needs to start over one link. */
+export interface LinkContext {
+  /** ssh_config whose {@link host} reaches the login host over the link. */
+  sshConfig: string;
+  host: string;
+  venv: string;
+  /** `XDG_CACHE_HOME` for Python processes (gpstime's leap-second table). */
+  cacheDir: string;
+  /** A directory holding an `ssh` that uses {@link sshConfig}, for programs that run plain ssh. */
+  sshDir: string;
+}
+
+/** Figures a path takes part in: data (fetch, GetFlightInfo), ready, ready with N data servers. */
+export type LinkFigure = "data" | "ready" | "dataServers";
+
+/** A way to reach the server over the link. */
+export interface LinkPath {
+  figures: readonly LinkFigure[];
+  /** Starts it for `server` (as the login host sees it); resolves once clients can use `url`. */
+  start(context: LinkContext, server: string): Promise<{ url: string } & AsyncDisposable>;
+}
+
+const proxyArgs = (context: LinkContext, more: string[]) => [
+  "-q",
+  "-l",
+  "127.0.0.1:0",
+  ...more,
+  "-F",
+  context.sshConfig,
+  context.host,
+];
+
+/** Every path measured, in the order of the tables; the first is the baseline. */
+export const LINK_PATHS: Record<string, LinkPath> = {
+  tunnel: {
+    figures: ["data"],
+    start: (context, server) =>
+      sshTunnel(context.sshConfig, context.host, server.replace(/^grpc:\/\//, "")),
+  },
+  proxy: {
+    figures: ["data", "ready", "dataServers"],
+    start: (context, server) => startProxy(proxyArgs(context, ["-s", server])),
+  },
+  /** The proxy as most users run it: the server from the remote `$ARRAKIS_SERVER`. */
+  proxyRemoteEnv: {
+    figures: ["ready"],
+    start: (context) => startProxy(proxyArgs(context, [])),
+  },
+  seed: {
+    figures: ["data", "ready", "dataServers"],
+    start: (context, server) => startSeedProxy(context.venv, context, context.host, server),
+  },
+};
+
+const BASELINE = "tunnel";
+
+/**
+ * The cluster's ssh_config with the relay as ProxyCommand for its host alias;
+ * the config itself when the link adds nothing.
+ */
+async function linkSshConfig(base: string, link: Link, python: string, dir: string) {
+  if (link.rttMs <= NO_DELAY_MS && !link.rateMbit) return base;
+  const relay = [
+    `'${python}'`,
+    `'${here("./py/link_relay.py")}'`,
+    "--rtt-ms",
+    String(link.rttMs),
+    ...(link.rateMbit ? ["--rate-mbit", String(link.rateMbit)] : []),
+    "%h",
+    "%p",
+  ].join(" ");
+  const text = await Deno.readTextFile(base);
+  const file = `${dir}/ssh_config-${link.rttMs}-${link.rateMbit ?? 0}`;
+  // ssh keeps the first value of an option: ProxyCommand right under the Host line.
+  await Deno.writeTextFile(file, text.replace(/^(Host .*)$/m, `$1\n  ProxyCommand ${relay}`));
+  return file;
+}
+
+/** Milliseconds until `start` resolves; what it started is stopped after. */
+async function readyMs(start: () => Promise<AsyncDisposable>): Promise<number> {
+  const begin = performance.now();
+  await using _started = await start();
+  return performance.now() - begin;
+}
+
+/** Round trips of one line through `ssh HOST cat` (the first, which waits for login, left out). */
+async function sshPings(config: string, host: string, count: number): Promise<number[]> {
+  const child = new Deno.Command("ssh", {
+    args: ["-F", config, "-T", host, "cat"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const input = child.stdin.getWriter();
+  const lines = readLines(child.stdout);
+  const line = new TextEncoder().encode("x\n");
+  const times: number[] = [];
+  try {
+    for (let i = 0; i <= count; i++) {
+      const start = performance.now();
+      await input.write(line);
+      if ((await lines.next()).done) throw new Error(`ssh ${host} cat ended early`);
+      if (i > 0) times.push(performance.now() - start);
+    }
+  } finally {
+    await stopChild(child, { ask: () => input.close() });
+    await lines.return(undefined);
+  }
+  return times;
+}
+
+/** One timed line of a proxy's start-up. */
+export interface StartupStep {
+  ms: number;
+  step: string;
+}
+
+/** Reading /proc/net/tcp takes ~3 ms here: polled more often, it slows the start it times. */
+const LISTEN_POLL_MS = 25;
+
+/** Whether something listens on 127.0.0.1:`port` (from /proc/net/tcp, without connecting). */
+function listening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return Deno.readTextFileSync("/proc/net/tcp").includes(`0100007F:${hex} 00000000:0000 0A`);
+}
+
+/** A `-v` ssh command line as the step it is (the whole line names temp paths). */
+function sshStep(line: string): string {
+  if (!line.startsWith("$ ssh ")) return line;
+  if (line.includes(" -M ")) return "$ ssh -M … (master: connect, log in, background)";
+  const op = / -O (\w+)/.exec(line)?.[1];
+  if (op === "forward") return `$ ssh -O forward (${line.split(" -L ").length - 1} -L)`;
+  if (op) return `$ ssh -O ${op}`;
+  return `$ ssh … ${line.slice(line.lastIndexOf(" -- ") + 4).slice(0, 60)} (session)`;
+}
+
+/**
+ * The proxy's start-up with `-v`: each stderr line with its time since the
+ * command was spawned, when its child's listening socket appeared (polled every
+ * {@link LISTEN_POLL_MS}; the parent's own bind probe comes and goes first), and the
+ * export line.
+ */
+async function startupSteps(args: string[]): Promise<StartupStep[]> {
+  const port = getFreePort();
+  const [program, ...rest] = proxyCommand(["-v", "-l", `127.0.0.1:${port}`, ...args]);
+  const begin = performance.now();
+  const child = new Deno.Command(program, {
+    args: rest,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const steps: StartupStep[] = [];
+  const at = (step: string) => steps.push({ ms: performance.now() - begin, step });
+  let listened: number | undefined;
+  let was = false;
+  const poll = setInterval(() => {
+    const now = listening(port);
+    if (now && !was) listened = performance.now() - begin;
+    was = now;
+  }, LISTEN_POLL_MS);
+  const stderr = (async () => {
+    for await (const line of readLines(child.stderr)) {
+      at(sshStep(line.replace(/^arrakis-proxy: /, "")));
+    }
+  })();
+  try {
+    const first = await readLines(child.stdout).next();
+    if (first.done) throw new Error(`arrakis-proxy exited before it was ready`);
+    at(`ready: ${first.value}`);
+  } finally {
+    clearInterval(poll);
+    await stopChild(child, { ask: () => sendSignal(child, "SIGTERM"), graceMs: 10_000 });
+    await stderr;
+  }
+  if (listened !== undefined) steps.push({ ms: listened, step: "(proxy child listening)" });
+  return steps.sort((a, b) => a.ms - b.ms);
+}
+
+/** A scope map naming `count` data servers (`data-N:40001`, domain `ZN`): entries only. */
+function scopeMap(count: number): string {
+  return Array.from(
+    { length: count },
+    (_, i) =>
+      [`grpc://data-${i}:40001:`, "  scopes:", `    Z${i}:`, "      - all: true", "  retention: {}"]
+        .join("\n"),
+  ).join("\n") + "\n";
+}
+
+type Figures = Record<string, unknown>;
+
+/** The whole link run: one cluster, every link in turn. */
+async function overLinks(
+  links: readonly Link[],
+  sizes: LinkSizes,
+  venv: string,
+  log: (line: string) => void,
+): Promise<Record<string, Figures>> {
+  const { startCluster } = await import("../tests/fixtures/cluster.ts");
+  await using cache = await pythonCache();
+  const channels = await benchChannels(cache.dir, 8);
+  const main = { name: "arrakis", host: "127.0.0.31", port: 31300 };
+  const server = `grpc://${main.name}:${main.port}`;
+  // The login host's $ARRAKIS_SERVER names the real server, for proxyRemoteEnv.
+  await using cluster = await startCluster({ env: { ARRAKIS_SERVER: server } });
+  await using stack = new AsyncDisposableStack();
+  const scoped: Record<number, string> = {};
+  await cluster.netns.addHosts({ [main.name]: main.host });
+  const starting = [
+    startArrakisServer(cluster.netns, venv, cache.dir, { ...main, channelsFile: channels.file }),
+  ];
+  for (const [i, count] of sizes.dataServers.entries()) {
+    const scope = { name: `scope${count}`, host: `127.0.0.${40 + i}`, port: 31300 };
+    const file = `${cache.dir}/bench_scope_${count}.yaml`;
+    await Deno.writeTextFile(file, scopeMap(count));
+    await cluster.netns.addHosts({ [scope.name]: scope.host });
+    starting.push(startArrakisServer(cluster.netns, venv, cache.dir, {
+      ...scope,
+      scopeMapFile: file,
+    }));
+    scoped[count] = `grpc://${scope.name}:${scope.port}`;
+  }
+  for (const server of await Promise.all(starting)) stack.use(server);
+  const dir = await Deno.makeTempDir({ prefix: "arrakis-bench-link-" });
+  stack.defer(() => Deno.remove(dir, { recursive: true }));
+  const stream = { channels: channels.names, start: channels.start };
+  const results: Record<string, Figures> = {};
+  for (const link of links) {
+    log(`link ${linkName(link)}`);
+    const sshConfig = await linkSshConfig(cluster.sshConfigPath, link, `${venv}/bin/python`, dir);
+    await using wrapper = await sshWrapper(sshConfig);
+    const context: LinkContext = {
+      sshConfig,
+      host: cluster.sshHost,
+      venv,
+      cacheDir: cache.dir,
+      sshDir: wrapper.dir,
+    };
+    results[linkName(link)] = await overLink(link, sizes, context, { server, scoped, stream }, log);
+  }
+  return results;
+}
+
+const pathsWith = (figure: LinkFigure) =>
+  Object.entries(LINK_PATHS).filter(([, path]) => path.figures.includes(figure));
+
+/** Every figure over one link. */
+async function overLink(
+  link: Link,
+  sizes: LinkSizes,
+  context: LinkContext,
+  servers: {
+    server: string;
+    scoped: Record<number, string>;
+    stream: { channels: string[]; start: number };
+  },
+  log: (line: string) => void,
+): Promise<Figures> {
+  const { server, scoped, stream } = servers;
+  const figures: Figures = { link };
+  const rtt = Math.max(link.rttMs, NO_DELAY_MS);
+  const sshTrue = () =>
+    readyMs(async () => {
+      const args = ["-F", context.sshConfig, context.host, "true"];
+      const output = await new Deno.Command("ssh", { args, stdout: "null" }).output();
+      if (!output.success) throw new Error(`ssh ${context.host} true failed`);
+      return { [Symbol.asyncDispose]: () => Promise.resolve() };
+    });
+
+  // The link as ssh sees it: a line's round trip through a session.
+  const pings = await sshPings(context.sshConfig, context.host, sizes.pings);
+  figures.pingP50Ms = median(pings);
+
+  const ready = await alternate(sizes.readyRuns, {
+    sshTrue,
+    ...Object.fromEntries(
+      pathsWith("ready").map(([name, path]) => [
+        name,
+        () => readyMs(() => path.start(context, server)),
+      ]),
+    ),
+  });
+  const margins = (rounds: Record<string, number[]>, base: number[]) =>
+    Object.fromEntries(
+      Object.entries(rounds).filter(([name]) => name !== "sshTrue").map((
+        [name, values],
+      ) => [name, median(values.map((ms, i) => ms - base[i % base.length]))]),
+    );
+  figures.readyMs = summarize(ready, "sshTrue");
+  figures.readyMarginMs = margins(ready, ready.sshTrue);
+  figures.sshTrueRtts = median(ready.sshTrue) / rtt;
+  log(
+    `ping ${fixed(figures.pingP50Ms, 2)} ms, ssh true ${fixed(median(ready.sshTrue))} ms; ` +
+      `ready over ssh true: ${showRecord(figures.readyMarginMs as Record<string, number>)} ms`,
+  );
+
+  const byCount: Record<string, Record<string, number>> = {};
+  for (const count of sizes.dataServers) {
+    const rounds = await alternate(
+      sizes.readyRuns,
+      Object.fromEntries(
+        pathsWith("dataServers").map(([name, path]) => [
+          name,
+          () => readyMs(() => path.start(context, scoped[count])),
+        ]),
+      ),
+    );
+    byCount[count] = margins(rounds, ready.sshTrue);
+    log(`${count} data server(s): ready over ssh true ${showRecord(byCount[count])} ms`);
+  }
+  figures.dataServersReadyMarginMs = byCount;
+
+  {
+    await using stack = new AsyncDisposableStack();
+    const paths: Record<string, string> = {};
+    for (const [name, path] of pathsWith("data")) {
+      paths[name] = stack.use(await path.start(context, server)).url;
+    }
+    // Before anything else used them: the first call pays for the paths' own connections.
+    const first = await flightBench<{ firstCallMs: Record<string, number> }>(context.venv, {
+      mode: "first",
+      paths,
+    });
+    figures.firstCallMs = first.firstCallMs;
+    log(`first GetFlightInfo: ${showRecord(first.firstCallMs)} ms`);
+    const result = await flightBench<{ figures: Record<string, Record<string, number[]>> }>(
+      context.venv,
+      {
+        mode: "compare",
+        paths,
+        rounds: sizes.rounds,
+        latencyCalls: sizes.latencyCalls,
+        stream,
+        warmSeconds: 1,
+        followSeconds: 0,
+        fetchSeconds: sizes.fetchSeconds,
+      },
+    );
+    for (const [name, rounds] of Object.entries(result.figures)) {
+      figures[name] = summarize(rounds, BASELINE);
+      log(`${name}: ${showRecord((figures[name] as PathFigure).median)}`);
+    }
+  }
+
+  // Where the one stream's SSH channel window is the limit: 4 streams at once, on
+  // one connection, on 4 clients of one forward, and on 4 forwards (4 SSH channels).
+  {
+    const remote = server.replace(/^grpc:\/\//, "");
+    await using tunnel = await sshTunnel(context.sshConfig, context.host, ...Array(4).fill(remote));
+    const parallel = (urls: string[], shared = false) =>
+      flightBench<{ MBps: number }>(context.venv, {
+        mode: "parallel",
+        urls,
+        shared,
+        stream,
+        seconds: sizes.parallelSeconds,
+      }).then((result) => result.MBps);
+    const one = Array(4).fill(tunnel.url);
+    figures.parallelMBps = {
+      oneStream: await parallel([tunnel.url]),
+      fourStreamsOneConnection: await parallel(one, true),
+      fourClientsOneForward: await parallel(one),
+      fourForwards: await parallel(tunnel.urls),
+    };
+    log(`parallel streams MB/s: ${showRecord(figures.parallelMBps as Record<string, number>)}`);
+  }
+
+  figures.startupSteps = await startupSteps(["-s", server, "-F", context.sshConfig, context.host]);
+  figures.startupStepsRemoteEnv = await startupSteps(["-F", context.sshConfig, context.host]);
+  return figures;
+}
+
+function fixed(value: unknown, digits = 1): string {
+  return typeof value === "number" ? value.toFixed(digits) : String(value);
+}
+
+function showRecord(record: Record<string, number>): string {
+  return Object.entries(record).map(([name, value]) => `${name} ${fixed(value)}`).join(", ");
+}
+
+/** A Markdown table per link (for bench/README.md). */
+export function linkTables(results: Record<string, Figures>): string {
+  const names = Object.keys(LINK_PATHS);
+  const out: string[] = [];
+  for (const [name, figures] of Object.entries(results)) {
+    const link = figures.link as Link;
+    const rtt = Math.max(link.rttMs, NO_DELAY_MS);
+    const ready = figures.readyMs as PathFigure;
+    const margin = figures.readyMarginMs as Record<string, number>;
+    const sshTrue = ready.median.sshTrue;
+    out.push(
+      `#### ${name}: ping ${fixed(figures.pingP50Ms, 2)} ms, \`ssh HOST true\` ` +
+        `${fixed(sshTrue, 0)} ms`,
+      "",
+      `| figure | ${names.join(" | ")} |`,
+      `| --- | ${names.map(() => "---").join(" | ")} |`,
+    );
+    const row = (label: string, cell: (path: string) => string) =>
+      out.push(`| ${label} | ${names.map(cell).join(" | ")} |`);
+    const readyCell = (ms: number | undefined, over: number | undefined) =>
+      ms === undefined || over === undefined
+        ? ""
+        : `${fixed(ms, 0)} (+${fixed(over, 0)}${
+          link.rttMs > NO_DELAY_MS ? `, +${fixed(over / rtt)} RTT` : ""
+        })`;
+    row("ready, ms (over ssh true)", (p) => readyCell(ready.median[p], margin[p]));
+    for (
+      const [count, byPath] of Object.entries(
+        figures.dataServersReadyMarginMs as Record<string, Record<string, number>>,
+      )
+    ) {
+      row(
+        `ready, ${count} data server(s)`,
+        (p) => byPath[p] === undefined ? "" : readyCell(sshTrue + byPath[p], byPath[p]),
+      );
+    }
+    const ratioRow = (label: string, key: string, digits: number) => {
+      const figure = figures[key] as PathFigure | undefined;
+      if (!figure) return;
+      row(
+        label,
+        (p) =>
+          p in figure.median
+            ? `${fixed(figure.median[p], digits)}${
+              p === figure.baseline ? "" : ` (×${fixed(figure.ratio[p], 2)})`
+            }`
+            : "",
+      );
+    };
+    ratioRow("arrakis.fetch MB/s", "arrakisFetchMBps", 1);
+    const fetch = figures.arrakisFetchMBps as PathFigure | undefined;
+    if (fetch && link.rttMs > NO_DELAY_MS) {
+      row(
+        "fetch MiB per round trip",
+        (p) => p in fetch.median ? fixed(fetch.median[p] * 1e6 * rtt / 1000 / 2 ** 20, 2) : "",
+      );
+    }
+    ratioRow("GetFlightInfo p50, ms", "getFlightInfoP50Ms", 2);
+    const firstCall = figures.firstCallMs as Record<string, number> | undefined;
+    if (firstCall) {
+      row("first GetFlightInfo, ms", (p) => p in firstCall ? fixed(firstCall[p], 0) : "");
+    }
+    const parallel = figures.parallelMBps as Record<string, number>;
+    out.push(
+      "",
+      `Streams at once through one SSH connection (tunnel), MB/s: ${showRecord(parallel)}.`,
+      "",
+    );
+  }
+  return out.join("\n");
+}
+
+/** Start-up steps as Markdown lines: time, then the step. */
+export function stepLines(steps: StartupStep[]): string {
+  return steps.map(({ ms, step }) => `    ${fixed(ms, 0).padStart(6)} ms  ${step.slice(0, 110)}`)
+    .join("\n");
+}
+
+/** `deno task bench --link …`: runs the links, prints the tables, writes the JSON. */
+export async function linkMain(args: string[]): Promise<number> {
+  const option = (name: string) => {
+    const index = args.indexOf(name);
+    return index >= 0 ? args[index + 1] : undefined;
+  };
+  const quick = args.includes("--quick");
+  const sizes = quick ? LINK_QUICK : LINK_FULL;
+  const rtts = option("--rtt")?.split(",").map(Number);
+  if (rtts?.some((rtt) => !(rtt >= 0))) {
+    console.error(`bench: --rtt wants milliseconds separated by commas, got ${option("--rtt")}`);
+    return 2;
+  }
+  const links = rtts
+    ? LINKS.filter((link) => rtts.includes(link.rttMs))
+    : quick
+    ? [{ rttMs: 10, rateMbit: 1000 }]
+    : LINKS;
+  const capped = option("--cap");
+  const chosen = capped === "only"
+    ? links.filter((link) => link.rateMbit)
+    : capped === "none"
+    ? links.filter((link) => !link.rateMbit)
+    : links;
+  if (Deno.uid() !== 0) {
+    console.error("bench: --link needs root (it creates a network namespace)");
+    return 2;
+  }
+  const out = resolve(
+    option("--out") ?? new URL("./results/link-latest.json", import.meta.url).pathname,
+  );
+  const limitMs = quick ? 300_000 : 3_600_000;
+  const watchdog = setTimeout(() => {
+    console.error(`bench: still running after ${limitMs / 1000} s; giving up`);
+    Deno.exit(2);
+  }, limitMs);
+  const log = (line: string) => console.error(`bench: ${line}`);
+  const loadBefore = Deno.loadavg();
+  const started = performance.now();
+  const venv = findVenv(option("--venv"));
+  const byLink = await overLinks(chosen, sizes, venv, log);
+  const report = {
+    mode: quick ? "link-quick" : "link",
+    date: new Date().toISOString(),
+    machine: { cores: navigator.hardwareConcurrency, loadAverageBefore: loadBefore },
+    loadAverageAfter: Deno.loadavg(),
+    sizes,
+    durationS: (performance.now() - started) / 1000,
+    links: byLink,
+  };
+  console.log(linkTables(byLink));
+  for (const [name, figures] of Object.entries(byLink)) {
+    console.log(
+      `start-up steps, ${name} (-s):\n${stepLines(figures.startupSteps as StartupStep[])}`,
+    );
+    console.log(
+      `start-up steps, ${name} (remote $ARRAKIS_SERVER):\n${
+        stepLines(figures.startupStepsRemoteEnv as StartupStep[])
+      }`,
+    );
+  }
+  console.log(
+    `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${
+      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
+    }`,
+  );
+  await Deno.mkdir(dirname(out), { recursive: true });
+  await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  log(`wrote ${out}`);
+  clearTimeout(watchdog);
+  return 0;
+}

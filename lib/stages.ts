@@ -1,0 +1,496 @@
+/**
+ * The stages of one proxy run, in one list that `sshProxy` and `doctor` both
+ * run, so that doctor checks exactly what a run does: connect → find the server
+ * → forward it → a second forward for reuse-connection endpoints → serve (the
+ * rewriting Flight proxy, in its child process) → discover every data server →
+ * forward them all.
+ *
+ * A stage reads what earlier stages put in the {@link Run} and adds its own; it
+ * resolves to one line saying what it found (doctor's report), or undefined
+ * when it has nothing to do in this run. A new stage is one object added to
+ * {@link STAGES} (and, when it produces something, a field of {@link Run}):
+ * the run runs it and doctor reports it, timed, without further wiring.
+ *
+ * Data flows one way: the SSH layer fills the location map, the proxy reads it
+ * and asks for new forwards only through the resolver it was given.
+ *
+ * @example
+ * ```ts
+ * import { openRun, runStages } from "./stages.ts";
+ *
+ * await using stack = new AsyncDisposableStack();
+ * const run = openRun("login.example.org", { listen: { host: "127.0.0.1", port: 0 } }, stack);
+ * await runStages(run, { report: ({ stage, detail, error, ms }) => {
+ *   console.log(stage.name, error?.message ?? detail, `${ms} ms`);
+ * } });
+ * ```
+ *
+ * @module
+ */
+import { SshSupervisor } from "./ssh/supervisor.ts";
+import type { ConnectOptions } from "./ssh/connection.ts";
+import { resolveRemoteServer } from "./ssh/remote_server.ts";
+import { IsolatedProxy } from "./proxy_process/parent.ts";
+import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
+import type { Discovery } from "./flight/discovery.ts";
+import {
+  formatNetloc,
+  type HostPort,
+  isLoopbackHost,
+  parseNetloc,
+  type RemoteServer,
+} from "./netloc.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { withTimeout } from "./async.ts";
+
+/** How to reach the login host and the server behind it: what a run and doctor share. */
+export interface SshOptions {
+  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
+  server?: string;
+  /** ssh_config file, passed to ssh as `-F`. */
+  sshConfig?: string;
+  /** ssh options, each passed as `-o`. */
+  sshOptions?: string[];
+  /** ssh executable. @default {"ssh"} */
+  sshBinary?: string;
+  /** Let ssh prompt on the terminal. @default {true} */
+  interactive?: boolean;
+  /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
+  logger?: Logger;
+}
+
+/** The connection options of a run (and of doctor, which makes the same connection). */
+export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
+  return {
+    host: sshHost,
+    sshConfig: options.sshConfig,
+    sshOptions: options.sshOptions,
+    sshBinary: options.sshBinary,
+    interactive: options.interactive ?? true,
+    logger: options.logger ?? silentLogger,
+  };
+}
+
+/** Options of {@link openRun}. */
+export interface RunOptions extends SshOptions {
+  /** Where the proxy listens, already checked (`listenable`); port 0 picks one. */
+  listen: HostPort;
+  /** Aborting stops the set-up between stages and releases what it opened. */
+  signal?: AbortSignal;
+  /** First wait before reconnecting a lost SSH connection (doubles up to 30 s). @default {1000} */
+  reconnectBackoffMs?: number;
+  /** Control socket of an SSH master another process authenticated, to adopt. */
+  adoptMaster?: string;
+  /** Redeem reuse-connection endpoints at the proxy: no second forward to the server. */
+  reuseThroughProxy?: boolean;
+  /** Time limit of each network step in milliseconds (doctor's); none when left out. */
+  timeoutMs?: number;
+}
+
+/** One endpoint after the forward-every-server stage: its local `host:port`, or why it has none. */
+export type ForwardedEndpoint =
+  & { endpoint: Endpoint }
+  & ({ local: string; error?: undefined } | { local?: undefined; error: Error });
+
+/** A server to forward to: what {@link LocationMap.resolve} needs of a location. */
+export type Endpoint = Pick<ParsedLocation, "host" | "port" | "netloc">;
+
+/**
+ * What the stages of one run share. Each stage reads the fields of earlier ones
+ * and sets its own; everything it opens it hands to `stack`, which closes it all
+ * when the run ends (or its set-up fails).
+ */
+export interface Run {
+  /** The ssh destination. */
+  readonly sshHost: string;
+  /** The run's options. */
+  readonly options: RunOptions;
+  /** `options.logger`, or a silent one. */
+  readonly logger: Logger;
+  /** Remote → local `host:port`; grows on demand through the resolver of the server's stage. */
+  readonly locations: LocationMap;
+  /** Where clean-up goes: disposed of (last stage first) when the run ends. */
+  readonly stack: AsyncDisposableStack;
+  /** Whether clients on other machines are served (the proxy listens beyond loopback). */
+  readonly remoteClients: boolean;
+  /** How often the SSH connection was lost and made again. */
+  reconnects: number;
+  /** The SSH master, kept up (connect). */
+  ssh?: SshSupervisor;
+  /** The Arrakis server to forward (find the server). */
+  server?: RemoteServer;
+  /** The server's forward, local `host:port` (forward the server). */
+  serverLocal?: string;
+  /** The Flight proxy in its child process (serve). */
+  proxy?: IsolatedProxy;
+  /** The child, loading since the run opened; it learns its backend in the serve stage. */
+  proxyStarting?: { proxy: Promise<IsolatedProxy>; backend: PromiseWithResolvers<string> };
+  /** Every data server the server lists (discover). */
+  discovery?: Discovery;
+  /** Each listed data server's forward (forward every data server). */
+  forwarded?: ForwardedEndpoint[];
+}
+
+/** One step of a run; see the module documentation. */
+export interface Stage {
+  /** Its name in doctor's report, e.g. `ssh connect`. */
+  readonly name: string;
+  /**
+   * Runs the stage; resolves to what it found in one line, or undefined when
+   * it has nothing to do in this run (doctor then prints no line for it).
+   */
+  run(run: Run): Promise<string | undefined>;
+  /** Starts slow local work as the run opens, before any stage runs (the proxy child loading). */
+  prepare?(run: Run): void;
+  /** A run goes on with the next stages while this one works; it is done before the run is ready. */
+  readonly concurrent?: boolean;
+  /**
+   * Set when a run survives this stage failing: the warning it logs then (the
+   * stages after it still run, and doctor goes on too, reporting it FAILED).
+   */
+  readonly survivable?: (error: Error) => string;
+}
+
+/** The supervisor's key of the second forward to the server (reuse-connection endpoints). */
+const REUSE_FORWARD = "reuse-connection";
+
+/**
+ * The backend channel goes through an SSH forward that vanishes while SSH
+ * reconnects; grpc-js's default backoff (1 s growing to 120 s) would keep the
+ * proxy failing long after the forward is back.
+ */
+const BACKEND_CHANNEL_OPTIONS = {
+  "grpc.initial_reconnect_backoff_ms": 250,
+  "grpc.min_reconnect_backoff_ms": 250,
+  "grpc.max_reconnect_backoff_ms": 2000,
+};
+
+/** `value`, or a programming error naming the stage that should have set it. */
+function needs<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`stage order: ${what} is not there yet`);
+  return value;
+}
+
+/** `promise`, limited to the run's `timeoutMs` when it has one. */
+function limited<T>(run: Run, promise: Promise<T>, what: string): Promise<T> {
+  const ms = run.options.timeoutMs;
+  return ms === undefined ? promise : withTimeout(promise, ms, what);
+}
+
+/** A forward's local address as this machine dials it (a wildcard bind means loopback). */
+export function dialable(netloc: string): string {
+  const local = parseNetloc(netloc);
+  if (local?.host === "0.0.0.0") return formatNetloc("127.0.0.1", local.port);
+  if (local?.host === "::") return formatNetloc("::1", local.port);
+  return netloc;
+}
+
+/**
+ * Connect: the SSH master, kept up (reconnects with backoff). Without `server`
+ * its keepalive session also reads the remote `$ARRAKIS_SERVER`. While SSH is
+ * down the proxy answers UNAVAILABLE; forwards that come back on other ports
+ * are put in the location map.
+ */
+export const connectStage: Stage = {
+  name: "ssh connect",
+  async run(run) {
+    const { sshHost, options, logger, locations } = run;
+    logger.info(`connecting to ${sshHost}`);
+    logger.progress(`connecting to ${sshHost}…`);
+    run.ssh = run.stack.use(
+      await SshSupervisor.start({
+        ...connectOptions(sshHost, options),
+        adopt: options.adoptMaster,
+        // Clients on other machines must reach the forwards too: they listen where the proxy does.
+        bindAddress: run.remoteClients ? options.listen.host : "127.0.0.1",
+        sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
+        initialBackoffMs: options.reconnectBackoffMs,
+        onDown: (reason) => run.proxy?.setUnavailable(reason),
+        onUp: (moved) => {
+          run.reconnects++;
+          const server = run.server && formatNetloc(run.server.host, run.server.port);
+          for (const { host, port, key, local } of moved) {
+            const remote = formatNetloc(host, port);
+            const netloc = formatNetloc(local.host, local.port);
+            logger.info(`forwarding ${netloc} → ${remote} (moved)`);
+            if (key === REUSE_FORWARD) {
+              locations.set(REUSE_CONNECTION, netloc);
+              continue;
+            }
+            locations.set(remote, netloc);
+            if (remote === server) run.proxy?.setBackend(`grpc://${dialable(netloc)}`);
+          }
+          run.proxy?.setUnavailable(undefined);
+        },
+      }),
+    );
+    return "master connection up";
+  },
+};
+
+/** Find the server: `--server`, or the remote `$ARRAKIS_SERVER`. */
+export const findServerStage: Stage = {
+  name: "arrakis server",
+  async run(run) {
+    const ssh = needs(run.ssh, "the SSH connection");
+    const { server } = run.options;
+    if (!server) run.logger.progress(`reading ARRAKIS_SERVER on ${ssh.host}…`);
+    run.server = await resolveRemoteServer(ssh, server);
+    run.logger.info(`remote server ${run.server.url}`);
+    return `${run.server.url} (from ${server ? "--server" : "remote $ARRAKIS_SERVER"})`;
+  },
+};
+
+/**
+ * Forward the server: from now on the location map opens a forward over SSH
+ * for each remote it has not seen (one line each); the first is the server's.
+ */
+export const forwardServerStage: Stage = {
+  name: "server forward",
+  async run(run) {
+    const ssh = needs(run.ssh, "the SSH connection");
+    const server = needs(run.server, "the server");
+    const { locations, logger } = run;
+    locations.setResolver(async (remote) => {
+      const local = await ssh.forward(remote.host, remote.port);
+      const netloc = formatNetloc(local.host, local.port);
+      logger.info(`forwarding ${netloc} → ${remote.netloc}`);
+      return netloc;
+    });
+    const netloc = formatNetloc(server.host, server.port);
+    logger.progress(`forwarding ${netloc}…`);
+    run.serverLocal = await limited(
+      run,
+      locations.resolve({ host: server.host, port: server.port, netloc }),
+      "forward",
+    );
+    return `${run.serverLocal} → ${netloc}`;
+  },
+};
+
+/**
+ * A second forward to the server for reuse-connection endpoints ("redeem where
+ * you asked"): clients fetch that data there, not through the proxy. Sets
+ * {@link REUSE_CONNECTION} in the location map. Not with `reuseThroughProxy`.
+ */
+export const forwardReuseStage: Stage = {
+  name: "reuse forward",
+  concurrent: true,
+  async run(run) {
+    if (run.options.reuseThroughProxy) return undefined;
+    const ssh = needs(run.ssh, "the SSH connection");
+    const server = needs(run.server, "the server");
+    const local = await limited(
+      run,
+      ssh.forward(server.host, server.port, { key: REUSE_FORWARD }),
+      "forward",
+    );
+    const netloc = formatNetloc(local.host, local.port);
+    const remote = formatNetloc(server.host, server.port);
+    run.logger.info(`forwarding ${netloc} → ${remote} (reuse-connection endpoints)`);
+    run.locations.set(REUSE_CONNECTION, netloc);
+    return `${netloc} → ${remote}, for reuse-connection endpoints`;
+  },
+};
+
+/**
+ * Serve: the Flight proxy in its child process, which starts loading as the run
+ * opens (while ssh connects) and learns its backend, the server's forward, here.
+ */
+export const serveStage: Stage = {
+  name: "proxy",
+  prepare(run) {
+    const backend = Promise.withResolvers<string>();
+    const proxy = IsolatedProxy.start({
+      backend: backend.promise,
+      listen: formatNetloc(run.options.listen.host, run.options.listen.port),
+      locations: run.locations,
+      logger: run.logger,
+      remoteClients: run.remoteClients,
+      channelOptions: BACKEND_CHANNEL_OPTIONS,
+    });
+    proxy.catch(() => {/* awaited in the stage, or at clean-up */});
+    run.proxyStarting = { proxy, backend };
+    run.stack.defer(async () => {
+      backend.reject(new Error("set-up stopped"));
+      await proxy.then((started) => started.close(), () => undefined);
+    });
+  },
+  async run(run) {
+    const starting = needs(run.proxyStarting, "the proxy child");
+    run.logger.progress("starting the proxy process…");
+    starting.backend.resolve(`grpc://${dialable(needs(run.serverLocal, "the server's forward"))}`);
+    // Closed before the SSH connection under it (the stack closes the last in first).
+    run.proxy = run.stack.use(await starting.proxy);
+    return run.proxy.url;
+  },
+};
+
+/** Why a run goes on without the data servers: they are forwarded when first seen. */
+const forwardedLater = (error: Error) =>
+  `could not list the server's endpoints (${error.message}); they will be forwarded when first ` +
+  `seen`;
+
+/**
+ * Discover: every data server the server lists, asked by the proxy child (this
+ * process speaks no HTTP/2, see `proxy_process/parent.ts`).
+ */
+export const discoverStage: Stage = {
+  name: "endpoints",
+  survivable: forwardedLater,
+  async run(run) {
+    const proxy = needs(run.proxy, "the proxy");
+    run.logger.progress("listing endpoints…");
+    const discovery = await proxy.discover(run.options.timeoutMs);
+    run.discovery = discovery;
+    const { endpoints, method, ignored } = discovery;
+    run.logger.debug(
+      `${endpoints.length} data server(s) listed by the ${
+        method === "scope-map" ? "server's scope-map action" : "Count over every channel"
+      }${ignored.length ? `; not forwarded: ${ignored.join(", ")}` : ""}`,
+    );
+    return `${endpoints.length} data server(s) from the ${
+      method === "scope-map" ? "scope-map action" : "Count over all channels"
+    }: ${endpoints.map((e) => e.netloc).join(", ") || "none"}`;
+  },
+};
+
+/**
+ * Forward every data server the server listed (through the location map),
+ * counting them on the status line. Fails with the first forward that failed,
+ * after trying them all (`forwarded` says which).
+ */
+export const forwardAllStage: Stage = {
+  name: "endpoint forwards",
+  survivable: forwardedLater,
+  async run(run) {
+    if (run.discovery === undefined) return undefined;
+    const { endpoints } = run.discovery;
+    const { logger, locations } = run;
+    let forwarded = 0;
+    const total = endpoints.length + 1; // the server counts as one
+    logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
+    const all = Promise.all(endpoints.map(async (endpoint): Promise<ForwardedEndpoint> => {
+      try {
+        const local = await locations.resolve(endpoint);
+        logger.progress(`forwarding ${++forwarded}/${total} endpoints`);
+        return { endpoint, local };
+      } catch (error) {
+        return { endpoint, error: error as Error };
+      }
+    }));
+    try {
+      run.forwarded = await limited(run, all, "forward");
+    } catch (error) {
+      run.forwarded = endpoints.map((endpoint) => ({ endpoint, error: error as Error }));
+    }
+    const failed = run.forwarded.find((result) => result.error);
+    if (failed) throw failed.error;
+    logger.info(`${endpoints.length} data endpoint(s) forwarded`);
+    return `${endpoints.length} data endpoint(s) forwarded`;
+  },
+};
+
+/** Every stage of a run, in order: the one list `sshProxy` and `doctor` run. */
+export const STAGES: readonly Stage[] = [
+  connectStage,
+  findServerStage,
+  forwardServerStage,
+  forwardReuseStage,
+  serveStage,
+  discoverStage,
+  forwardAllStage,
+];
+
+/**
+ * A run about to start: its shared state, with every stage's `prepare` done.
+ * What the stages open goes on `stack`.
+ */
+export function openRun(
+  sshHost: string,
+  options: RunOptions,
+  stack: AsyncDisposableStack,
+  stages: readonly Stage[] = STAGES,
+): Run {
+  const run: Run = {
+    sshHost,
+    options,
+    logger: options.logger ?? silentLogger,
+    locations: new LocationMap(),
+    stack,
+    remoteClients: !isLoopbackHost(options.listen.host),
+    reconnects: 0,
+  };
+  for (const stage of stages) stage.prepare?.(run);
+  return run;
+}
+
+/** How one stage went, as {@link runStages} reports it. */
+export interface StageOutcome {
+  /** The stage. */
+  stage: Stage;
+  /** What it found, when it worked. */
+  detail?: string;
+  /** Why it failed, when it did. */
+  error?: Error;
+  /** How long it took, in milliseconds. */
+  ms: number;
+}
+
+/** Options of {@link runStages}. */
+export interface RunStagesOptions {
+  /** The stages, in order. @default {STAGES} */
+  stages?: readonly Stage[];
+  /**
+   * Runs one stage at a time (doctor), concurrent ones too, and is called with
+   * each outcome (a stage with nothing to do is not reported); a survivable
+   * failure is reported here instead of logged. It may do more checks before
+   * the next stage runs.
+   */
+  report?: (outcome: StageOutcome) => void | Promise<void>;
+}
+
+/**
+ * Runs the stages of `run` in order, stopping at the first failure that is not
+ * survivable (rethrown) and between stages when `run.options.signal` aborts.
+ * Without `report`, concurrent stages overlap the ones after them and are
+ * awaited at the end, and survivable failures are logged as warnings.
+ */
+export async function runStages(run: Run, options: RunStagesOptions = {}): Promise<void> {
+  const { stages = STAGES, report } = options;
+  const pending: Promise<void>[] = [];
+  const settle = async (stage: Stage) => {
+    const started = performance.now();
+    let outcome: StageOutcome;
+    try {
+      const detail = await stage.run(run);
+      if (detail === undefined) return;
+      outcome = { stage, detail, ms: performance.now() - started };
+    } catch (error) {
+      outcome = { stage, error: error as Error, ms: performance.now() - started };
+    }
+    if (outcome.error && !stage.survivable) {
+      await report?.(outcome);
+      throw outcome.error;
+    }
+    if (report) await report(outcome);
+    else if (outcome.error) run.logger.warn(stage.survivable!(outcome.error));
+  };
+  try {
+    for (const stage of stages) {
+      run.options.signal?.throwIfAborted();
+      const settled = settle(stage);
+      if (stage.concurrent && !report) {
+        settled.catch(() => {/* awaited below */});
+        pending.push(settled);
+      } else {
+        await settled;
+      }
+    }
+  } finally {
+    // A failed set-up still waits for what it started, so that clean-up finds it settled.
+    await Promise.allSettled(pending);
+  }
+  await Promise.all(pending);
+  run.options.signal?.throwIfAborted();
+}
