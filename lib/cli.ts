@@ -9,6 +9,7 @@
  */
 import { parseCommandLine } from "./command_line.ts";
 import { parseServerUrl } from "./netloc.ts";
+import { type KafkaMode, parseKafkaMode } from "./flight/kafka_locations.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
@@ -30,6 +31,7 @@ export const OPTIONS = {
   "ssh-option": { type: "string", short: "o", multiple: true },
   "allow-remote-clients": { type: "boolean" },
   "reuse-through-proxy": { type: "boolean" },
+  kafka: { type: "string" },
   // Background proxies (lib/background/).
   background: { type: "boolean", short: "f" },
   sh: { type: "boolean" },
@@ -65,6 +67,9 @@ Options:
                             allow a non-loopback --listen address (no authentication!)
       --reuse-through-proxy data the info server serves itself flows through the proxy
                             (default: a forward straight to it, off the proxy)
+      --kafka MODE          data the server hands out at kafka:// brokers: forward
+                            (default: each broker over SSH to a local Kafka listener),
+                            flight (through the Arrakis server), direct (unchanged)
   -f, --background          prompt here, then run in the background and print lines
                             for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
                             already running for SSH_HOST is found, not started again
@@ -101,6 +106,7 @@ export const DOCTOR_OPTIONS = {
   server: { type: "string", short: "s" },
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
+  kafka: { type: "string" },
   channel: { type: "string", short: "c", multiple: true },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -119,6 +125,8 @@ Options:
   -s, --server URL          remote Arrakis server (default: remote $ARRAKIS_SERVER)
   -F, --ssh-config FILE     passed to ssh as -F
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
+      --kafka MODE          how the test fetch reaches kafka:// brokers, as a run
+                            would: forward (default), flight, direct
   -c, --channel NAME        channel for the test fetch (repeatable; default: from a Find)
   -v, --verbose             show ssh command lines
   -h, --help                show this help
@@ -130,6 +138,7 @@ export interface DoctorArgs {
   server?: string;
   sshConfig?: string;
   sshOptions: string[];
+  kafka?: KafkaMode;
   channels: string[];
   verbose: boolean;
 }
@@ -151,6 +160,7 @@ export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
     server: checkedServer(values.server),
     sshConfig: values["ssh-config"],
     sshOptions: values["ssh-option"] ?? [],
+    kafka: checkedKafka(values.kafka),
     channels: values.channel ?? [],
     verbose: values.verbose ?? false,
   };
@@ -176,6 +186,7 @@ async function doctorMain(args: string[]): Promise<number> {
       server: cli.server,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
+      kafka: cli.kafka,
       channels: cli.channels,
       logger,
       version: VERSION,
@@ -197,6 +208,8 @@ export interface CliArgs {
   sshOptions: string[];
   allowRemoteClients: boolean;
   reuseThroughProxy: boolean;
+  /** `--kafka`; left out, the default (`forward`). */
+  kafka?: KafkaMode;
   verbosity: Verbosity;
   /** `-f`: run in the background (see lib/background/). */
   background?: { shell: ShellSyntax; giveUpAfterSeconds?: number };
@@ -238,6 +251,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     sshOptions: values["ssh-option"] ?? [],
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     reuseThroughProxy: values["reuse-through-proxy"] ?? false,
+    kafka: checkedKafka(values.kafka),
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
     ...(background && { background }),
   };
@@ -252,6 +266,11 @@ function checkedServer(server: string | undefined): string | undefined {
     throw new UsageError((error as Error).message);
   }
   return server;
+}
+
+/** `--kafka` as given, once it names a mode. */
+function checkedKafka(mode: string | undefined): KafkaMode | undefined {
+  return mode === undefined ? undefined : parseKafkaMode(mode);
 }
 
 /** The `-f` options, checked. */
@@ -316,6 +335,7 @@ export async function main(args: string[]): Promise<number> {
       listen: cli.listen,
       allowRemoteClients: cli.allowRemoteClients,
       reuseThroughProxy: cli.reuseThroughProxy,
+      kafka: cli.kafka,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       logger,

@@ -34,6 +34,7 @@ import { IsolatedProxy } from "./proxy_process/parent.ts";
 import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
 import type { Discovery } from "./flight/discovery.ts";
 import {
+  dialableAddress,
   formatNetloc,
   type HostPort,
   isLoopbackHost,
@@ -42,6 +43,8 @@ import {
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { withTimeout } from "./async.ts";
+import type { KafkaMode } from "./flight/kafka_locations.ts";
+import { type KafkaAdmit, KafkaSession } from "./session/kafka.ts";
 
 /** How to reach the login host and the server behind it: what a run and doctor share. */
 export interface SshOptions {
@@ -57,6 +60,12 @@ export interface SshOptions {
   interactive?: boolean;
   /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
   logger?: Logger;
+  /**
+   * What becomes of `kafka://` locations (`--kafka`): `forward` each broker over
+   * SSH to a local Kafka listener, `flight` (through the Arrakis server), or
+   * `direct` (unchanged). @default {"forward"}
+   */
+  kafka?: KafkaMode;
 }
 
 /** The connection options of a run (and of doctor, which makes the same connection). */
@@ -117,6 +126,8 @@ export interface Run {
   reconnects: number;
   /** The SSH master, kept up (connect). */
   ssh?: SshSupervisor;
+  /** The Kafka listeners, one per broker, opened on demand (`--kafka forward` only). */
+  kafka?: KafkaSession;
   /** The Arrakis server to forward (find the server). */
   server?: RemoteServer;
   /** The server's forward, local `host:port` (forward the server). */
@@ -180,9 +191,9 @@ function limited<T>(run: Run, promise: Promise<T>, what: string): Promise<T> {
 /** A forward's local address as this machine dials it (a wildcard bind means loopback). */
 export function dialable(netloc: string): string {
   const local = parseNetloc(netloc);
-  if (local?.host === "0.0.0.0") return formatNetloc("127.0.0.1", local.port);
-  if (local?.host === "::") return formatNetloc("::1", local.port);
-  return netloc;
+  if (!local) return netloc;
+  const address = dialableAddress(local);
+  return formatNetloc(address.host, address.port);
 }
 
 /**
@@ -212,6 +223,11 @@ export const connectStage: Stage = {
           for (const { host, port, key, local } of moved) {
             const remote = formatNetloc(host, port);
             const netloc = formatNetloc(local.host, local.port);
+            // A Kafka listener keeps its port; only what it dials moved.
+            if (run.kafka?.moved(key, local)) {
+              logger.debug(`Kafka broker ${remote}: its SSH forward moved to ${netloc}`);
+              continue;
+            }
             logger.info(`forwarding ${netloc} → ${remote} (moved)`);
             if (key === REUSE_FORWARD) {
               locations.set(REUSE_CONNECTION, netloc);
@@ -225,6 +241,44 @@ export const connectStage: Stage = {
       }),
     );
     return "master connection up";
+  },
+};
+
+/**
+ * Which connections the Kafka listeners serve: every one, for now. The one
+ * place to plug a guard in (`admitsOwnUser` of lib/net/guard.ts: the proxy's
+ * own uid only), e.g. `return (conn) => admitsOwnUser(conn, run.logger);`.
+ */
+function kafkaAdmit(_run: Run): KafkaAdmit | undefined {
+  return undefined;
+}
+
+/**
+ * Kafka: with `--kafka forward` (the default), the session that gives each
+ * broker a kafka:// location names a local Kafka listener over SSH, opened when
+ * a FlightInfo first names the broker (see `session/kafka.ts`).
+ */
+export const kafkaStage: Stage = {
+  name: "kafka",
+  run(run) {
+    const mode = run.options.kafka ?? "forward";
+    if (mode === "forward") {
+      run.kafka = run.stack.use(
+        new KafkaSession({
+          ssh: needs(run.ssh, "the SSH connection"),
+          logger: run.logger,
+          admit: kafkaAdmit(run),
+          probeTimeoutMs: run.options.timeoutMs,
+        }),
+      );
+    }
+    return Promise.resolve(
+      {
+        forward: "forward: each broker a FlightInfo names gets a local Kafka listener over SSH",
+        flight: "flight: Kafka endpoints are read through the Arrakis server",
+        direct: "direct: kafka:// locations pass unchanged (clients reach the brokers)",
+      }[mode],
+    );
   },
 };
 
@@ -308,6 +362,11 @@ export const serveStage: Stage = {
       logger: run.logger,
       remoteClients: run.remoteClients,
       channelOptions: BACKEND_CHANNEL_OPTIONS,
+      kafka: {
+        mode: run.options.kafka ?? "forward",
+        // Asked only once the proxy serves, after the Kafka stage made the session.
+        resolver: (broker) => run.kafka?.resolve(broker) ?? Promise.resolve(undefined),
+      },
     });
     proxy.catch(() => {/* awaited in the stage, or at clean-up */});
     run.proxyStarting = { proxy, backend };
@@ -394,6 +453,7 @@ export const forwardAllStage: Stage = {
 /** Every stage of a run, in order: the one list `sshProxy` and `doctor` run. */
 export const STAGES: readonly Stage[] = [
   connectStage,
+  kafkaStage,
   findServerStage,
   forwardServerStage,
   forwardReuseStage,

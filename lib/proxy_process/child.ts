@@ -17,6 +17,7 @@
 import { FlightProxy } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
 import { discoverEndpoints } from "../flight/discovery.ts";
+import { type KafkaAddress, KafkaLocations } from "../flight/kafka_locations.ts";
 import type { Logger, Verbosity } from "../log.ts";
 import {
   type ChildCall,
@@ -49,6 +50,7 @@ export async function runProxyChild(): Promise<number> {
     progress() {},
   });
   const forwards = new Pending<string>();
+  const brokers = new Pending<KafkaAddress | undefined>();
   let proxy: FlightProxy | undefined;
   let backend = "";
 
@@ -65,14 +67,26 @@ export async function runProxyChild(): Promise<number> {
             return promise;
           },
         );
+        const logger = childLogger(message.level);
+        // The parent owns SSH and the Kafka listeners: brokers are asked of it.
+        const kafka = message.kafka && new KafkaLocations({
+          mode: message.kafka,
+          resolver: ({ host, port }) => {
+            const { id, promise } = brokers.open();
+            out({ type: "resolveKafka", id, host, port });
+            return promise;
+          },
+          warn: (line) => logger.warn(line),
+        });
         try {
           proxy = await FlightProxy.start({
             backend: message.backend,
             listen: message.listen,
             locations,
-            logger: childLogger(message.level),
+            logger,
             channelOptions: message.channelOptions,
             remoteClients: message.remoteClients,
+            kafka,
           });
         } catch (error) {
           out({ type: "failed", message: (error as Error).message });
@@ -91,6 +105,12 @@ export async function runProxyChild(): Promise<number> {
         );
         break;
       }
+      case "kafkaResolved":
+        brokers.settle(
+          message.id,
+          message.error === undefined ? { value: message.local } : { error: message.error },
+        );
+        break;
       case "unavailable":
         proxy?.setUnavailable(message.reason);
         break;
