@@ -160,7 +160,7 @@ export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
     server: checkedServer(values.server),
     sshConfig: values["ssh-config"],
     sshOptions: values["ssh-option"] ?? [],
-    kafka: checkedKafka(values.kafka),
+    ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
     channels: values.channel ?? [],
     verbose: values.verbose ?? false,
   };
@@ -251,7 +251,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     sshOptions: values["ssh-option"] ?? [],
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     reuseThroughProxy: values["reuse-through-proxy"] ?? false,
-    kafka: checkedKafka(values.kafka),
+    ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
     ...(background && { background }),
   };
@@ -266,11 +266,6 @@ function checkedServer(server: string | undefined): string | undefined {
     throw new UsageError((error as Error).message);
   }
   return server;
-}
-
-/** `--kafka` as given, once it names a mode. */
-function checkedKafka(mode: string | undefined): KafkaMode | undefined {
-  return mode === undefined ? undefined : parseKafkaMode(mode);
 }
 
 /** The `-f` options, checked. */

@@ -12,6 +12,7 @@ import {
 } from "../lib/flight/arrow_ipc.ts";
 import {
   bootstrapThroughListeners,
+  checkPublishFlightInfo,
   isPublishTicket,
   PublishAnswerError,
 } from "../lib/flight/publish_answer.ts";
@@ -19,6 +20,18 @@ import { rewritePublishAnswer } from "../lib/flight/publish_batch.ts";
 import { KafkaLocations } from "../lib/flight/kafka_locations.ts";
 import { tableFromArrays } from "../lib/flight/arrow.ts";
 import { pythonJson } from "./fixtures/python.ts";
+import { concatBytes, encodeLenField, encodeVarint } from "../lib/flight/wire.ts";
+
+/** A FlightInfo as arrakis-server answers a Publish: a PATH descriptor (its one path the command). */
+function publishFlightInfo(location: string): Uint8Array {
+  const text = new TextEncoder();
+  const command = text.encode(JSON.stringify({ request: "Publish", args: { publisher_id: "K1" } }));
+  const descriptor = concatBytes([encodeVarint(8), encodeVarint(1), ...encodeLenField(3, command)]);
+  const endpoint = concatBytes(
+    encodeLenField(2, concatBytes(encodeLenField(1, text.encode(location)))),
+  );
+  return concatBytes([...encodeLenField(2, descriptor), ...encodeLenField(3, endpoint)]);
+}
 
 const captured = JSON.parse(
   await Deno.readTextFile(new URL("./fixtures/kafka_flight_info.json", import.meta.url)),
@@ -93,4 +106,19 @@ Deno.test("Publish tickets are told apart from the others", () => {
   assert(!isPublishTicket(ticket({ request: "Stream", args: { channels: [] } })));
   assert(!isPublishTicket(new Uint8Array([0x7b, 0xff])));
   assert(!isPublishTicket(new Uint8Array()));
+});
+
+Deno.test("a Publish FlightInfo (PATH descriptor) redeemed on the same connection is recognised", () => {
+  assertEquals(
+    checkPublishFlightInfo(publishFlightInfo("arrow-flight-reuse-connection://?")),
+    true,
+  );
+  const error = (() => {
+    try {
+      checkPublishFlightInfo(publishFlightInfo("grpc://data-a:40001"));
+    } catch (error) {
+      return error;
+    }
+  })();
+  assert(error instanceof PublishAnswerError, "a Publish endpoint elsewhere is refused");
 });

@@ -38,6 +38,8 @@ const python = requirePython();
 const CHANNELS = KAFKA_CHANNELS.map((channel) => channel.name);
 const BROKER = `${KAFKA_BROKER.name}:${KAFKA_BROKER.port}`;
 const INFO = { name: "info", port: 31206 };
+/** The proxy's Kafka listener's `-v` line for a client it relays. */
+const SERVED = new RegExp(`kafka ${BROKER}: client 127\\.0\\.0\\.1:\\d+ connected`);
 
 function sshArgs(cluster: Cluster): string[] {
   return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
@@ -134,6 +136,21 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
     return [seconds(start), seconds(start + 4n * KAFKA_STRIDE_NS)];
   };
 
+  /** Makes the server's scope map name `directRead`, and waits until its FlightInfos do. */
+  const nameBroker = async (directRead: string) => {
+    await real.reloadScopeMap(
+      kafkaScopeMap({ name: INFO.name, host: "", port: INFO.port }, { directRead }),
+    );
+    await waitFor(
+      async () => {
+        const seen = await inside(cluster, ["flight-info", ...CHANNELS]);
+        return JSON.stringify(seen.locations).includes(`"${directRead}"`);
+      },
+      20_000,
+      `the server to name ${directRead}`,
+    );
+  };
+
   try {
     await t.step("a live stream reads blocks from Kafka through the proxy's listener", async () => {
       const first = await publisher.waitForBlocks(publisher.published.length + 1);
@@ -151,7 +168,7 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       const listeners = kafkaListeners(stderr);
       assertEquals(listeners.length, 1, stderr);
       assertMatch(listeners[0], new RegExp(`^127\\.0\\.0\\.1:\\d+ ${BROKER}$`));
-      assertMatch(stderr, new RegExp(`kafka ${BROKER}: client 127\\.0\\.0\\.1:\\d+ connected`));
+      assertMatch(stderr, SERVED);
       assertEquals(streamDoGets(real.log()), relayed, "the server relayed the stream");
     });
 
@@ -211,28 +228,7 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       // and librdkafka connected to it again after the drop.
       assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
       const after = proxy.stderr().slice(proxy.stderr().indexOf("reconnected to "));
-      assertMatch(after, new RegExp(`kafka ${BROKER}: client 127\.0\.0\.1:\d+ connected`));
-    });
-
-    await t.step("arrakis.Publisher through the proxy produces through the listener", async () => {
-      await stopInner();
-      await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
-      await using outside = await startKafkaPublisher(undefined, { url: proxy.url });
-      publisher = outside;
-      await outside.waitForBlocks(8);
-      assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
-      assertMatch(
-        proxy.stderr(),
-        new RegExp(`kafka ${BROKER}: client 127\.0\.0\.1:\d+ connected`),
-      );
-      assert(
-        (await broker.connections()).some((connection) => connection.pids.some(isSshd)),
-        "the producer's connection did not come from the login host's sshd",
-      );
-      // What it published is there for a reader inside, with the values it gave them.
-      const interval = await pastInterval();
-      const read = await inside(cluster, ["fetch", ...interval, ...CHANNELS]);
-      checkKafkaBlocks(read.blocks as KafkaClientBlock[], KAFKA_CHANNELS);
+      assertMatch(after, SERVED);
     });
 
     await t.step(
@@ -240,19 +236,7 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       async () => {
         const interval = await pastInterval();
         const direct = await inside(cluster, ["fetch", ...interval, ...CHANNELS]);
-        await real.reloadScopeMap(
-          kafkaScopeMap({ name: INFO.name, host: "", port: INFO.port }, {
-            directRead: "kafka://kafka-gone:9092",
-          }),
-        );
-        await waitFor(
-          async () => {
-            const seen = await inside(cluster, ["flight-info", ...CHANNELS]);
-            return JSON.stringify(seen.locations).includes("kafka-gone");
-          },
-          20_000,
-          "the server to name the unreachable broker",
-        );
+        await nameBroker("kafka://kafka-gone:9092");
         const { json, stderr } = await throughProxy(cluster, [], [
           "fetch",
           ...interval,
@@ -264,8 +248,62 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
         );
         assertEquals(lines.length, 1, stderr);
         assertEquals(kafkaListeners(stderr), []);
+        await nameBroker(`kafka://${BROKER}`);
       },
     );
+
+    await t.step("arrakis.Publisher through the proxy produces through the listener", async () => {
+      await stopInner();
+      await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
+      await using outside = await startKafkaPublisher(undefined, { url: proxy.url }).catch(
+        (error) => {
+          throw new Error(`${error.message}\nthe proxy said:\n${proxy.stderr()}`);
+        },
+      );
+      publisher = outside;
+      await outside.waitForBlocks(8);
+      assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
+      assertMatch(
+        proxy.stderr(),
+        SERVED,
+      );
+      assert(
+        (await broker.connections()).some((connection) => connection.pids.some(isSshd)),
+        "the producer's connection did not come from the login host's sshd",
+      );
+      // What it published is there for a reader inside, with the values it gave them.
+      const interval = await pastInterval();
+      const read = await inside(cluster, ["fetch", ...interval, ...CHANNELS]);
+      checkKafkaBlocks(read.blocks as KafkaClientBlock[], KAFKA_CHANNELS);
+    });
+
+    await t.step("doctor: the broker through its forward, and the test fetch", async () => {
+      await real.reloadScopeMap(kafkaScopeMap({ name: INFO.name, host: "", port: INFO.port }));
+      await waitFor(
+        async () => {
+          const seen = await inside(cluster, ["flight-info", ...CHANNELS]);
+          return JSON.stringify(seen.locations).includes(`kafka://${BROKER}`);
+        },
+        20_000,
+        "the server to name the broker again",
+      );
+      // doctor fetches a second a minute ago: the first publisher was publishing then.
+      const gpsNowNs = () => (BigInt(Date.now()) - 315_964_800_000n + 18_000n) * 1_000_000n;
+      await waitFor(
+        () => gpsNowNs() - 62_000_000_000n > inner.published[0],
+        90_000,
+        "a minute of published data",
+      );
+      const result = await runProxy(["doctor", "-F", cluster.sshConfigPath, cluster.sshHost], {
+        env: await pythonEnv(),
+      });
+      assertEquals(result.code, 0, result.stdout + result.stderr);
+      assertMatch(
+        result.stdout,
+        new RegExp(`kafka broker ${BROKER} +ok, [\\d.]+ ms: → 127\\.0\\.0\\.1:\\d+ .*ApiVersions`),
+      );
+      assertMatch(result.stdout, /data fetch +ok.*Kafka-backed endpoints read at their Flight/);
+    });
   } catch (error) {
     console.error(`server log:\n${real.log()}\npublisher:\n${publisher.log()}`);
     throw error;

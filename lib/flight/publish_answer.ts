@@ -109,7 +109,8 @@ export function checkPublishFlightInfo(info: Uint8Array): boolean {
   let command: Uint8Array | undefined;
   try {
     const descriptor = lenField(info, 2);
-    command = descriptor && lenField(descriptor, 2);
+    // arrakis-server answers with a PATH descriptor whose one path is the command.
+    command = descriptor && (lenField(descriptor, 2) ?? lenField(descriptor, 3));
   } catch {
     return false;
   }
