@@ -304,6 +304,49 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       );
       assertMatch(result.stdout, /data fetch +ok.*Kafka-backed endpoints read at their Flight/);
     });
+
+    await t.step("-f: the background proxy's status counts its Kafka listener", async () => {
+      const runtime = await Deno.makeTempDir({ prefix: "arrakis-bg-" });
+      await Deno.chmod(runtime, 0o700);
+      const env = { ...await pythonEnv(), XDG_RUNTIME_DIR: runtime, SHELL: "/bin/sh" };
+      await using _background = {
+        [Symbol.asyncDispose]: async () => {
+          await runProxy(["stop", "--all"], { env }).catch(() => undefined);
+          await Deno.remove(runtime, { recursive: true });
+        },
+      };
+      const started = await runProxy(["-f", "--sh", ...sshArgs(cluster)], { env });
+      assertEquals(started.code, 0, started.stderr);
+      const url = /ARRAKIS_SERVER=([^;\s]+)/.exec(started.stdout)?.[1]?.replaceAll("'", "");
+      assert(url, started.stdout);
+      await using live = await startKafkaPublisher(cluster.netns);
+      const client = await new Deno.Command(python.python, {
+        args: [REAL_KAFKA_CLIENT, "stream", "4", ...CHANNELS],
+        env: { ...env, ARRAKIS_SERVER: url },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert(client.success, new TextDecoder().decode(client.stderr));
+      checkKafkaBlocks(
+        lastJson(new TextDecoder().decode(client.stdout)).blocks as KafkaClientBlock[],
+        KAFKA_CHANNELS,
+      );
+      assert(live.published.length > 0);
+      type Forward = { remote: string; local: string; purpose?: string };
+      let forwards: Forward[] = [];
+      await waitFor(
+        async () => {
+          const status = await runProxy(["status", "--json"], { env });
+          forwards = JSON.parse(status.stdout)[0]?.forwards ?? [];
+          return forwards.some((forward) => forward.purpose === "kafka");
+        },
+        20_000,
+        "status to list the Kafka listener",
+      );
+      const kafka = forwards.filter((forward) => forward.purpose === "kafka");
+      assertEquals(kafka.map((forward) => forward.remote), [BROKER]);
+      assertMatch(kafka[0].local, /^127\.0\.0\.1:\d+$/);
+    });
   } catch (error) {
     console.error(`server log:\n${real.log()}\npublisher:\n${publisher.log()}`);
     throw error;
