@@ -125,8 +125,8 @@ Options:
   -s, --server URL          remote Arrakis server (default: remote $ARRAKIS_SERVER)
   -F, --ssh-config FILE     passed to ssh as -F
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
-      --kafka MODE          how the test fetch reaches kafka:// brokers, as a run
-                            would: forward (default), flight, direct
+      --kafka MODE          the run's Kafka mode: forward (default; each broker the
+                            test fetch names is checked through its forward), flight, direct
   -c, --channel NAME        channel for the test fetch (repeatable; default: from a Find)
   -v, --verbose             show ssh command lines
   -h, --help                show this help
