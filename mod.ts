@@ -95,3 +95,4 @@ export { doctor, type DoctorCheck, type DoctorOptions, type DoctorReport } from 
 export type { ChannelSummary, DataSummary } from "./lib/flight/client.ts";
 export { type Logger, stderrLogger, type StderrLoggerOptions, type Verbosity } from "./lib/log.ts";
 export { UsageError, UserError } from "./lib/errors.ts";
+export type { TokenOptions } from "./lib/proxy_process/token.ts";

@@ -19,6 +19,8 @@ import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/
 import type { ShellSyntax } from "./background/shell.ts";
 import { sendSignal } from "./process.ts";
 import { signalWaiter } from "./signals.ts";
+import { tokenFileProblem } from "./token/find.ts";
+import type { TokenOptions } from "./proxy_process/token.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -32,6 +34,9 @@ export const OPTIONS = {
   "allow-remote-clients": { type: "boolean" },
   "reuse-through-proxy": { type: "boolean" },
   kafka: { type: "string" },
+  "token-file": { type: "string" },
+  "token-audience": { type: "string" },
+  "no-token": { type: "boolean" },
   // Background proxies (lib/background/).
   background: { type: "boolean", short: "f" },
   sh: { type: "boolean" },
@@ -70,6 +75,11 @@ Options:
       --kafka MODE          data the server hands out at kafka:// brokers: forward
                             (default: each broker over SSH to a local Kafka listener),
                             flight (through the Arrakis server), direct (unchanged)
+      --token-file FILE     protected servers: read the token only from FILE
+                            (default: where the arrakis client looks, for the
+                            remote server's audience)
+      --token-audience AUD  the token's audience (default https://<server host>)
+      --no-token            never add a token to calls that carry none
   -f, --background          prompt here, then run in the background and print lines
                             for eval: eval "$(arrakis-proxy -f SSH_HOST)"; a proxy
                             already running for SSH_HOST is found, not started again
@@ -108,6 +118,9 @@ export const DOCTOR_OPTIONS = {
   "ssh-option": { type: "string", short: "o", multiple: true },
   kafka: { type: "string" },
   channel: { type: "string", short: "c", multiple: true },
+  "token-file": { type: "string" },
+  "token-audience": { type: "string" },
+  "no-token": { type: "boolean" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -128,12 +141,17 @@ Options:
       --kafka MODE          the run's Kafka mode: forward (default; each broker the
                             test fetch names is checked through its forward), flight, direct
   -c, --channel NAME        channel for the test fetch (repeatable; default: from a Find)
+      --token-file FILE     protected servers: read the token only from FILE
+                            (default: where the arrakis client looks, for the
+                            remote server's audience)
+      --token-audience AUD  the token's audience (default https://<server host>)
+      --no-token            never add a token to calls that carry none
   -v, --verbose             show ssh command lines
   -h, --help                show this help
 `;
 
 /** Parsed `doctor` command line. */
-export interface DoctorArgs {
+export interface DoctorArgs extends TokenOptions {
   sshHost: string;
   server?: string;
   sshConfig?: string;
@@ -163,6 +181,36 @@ export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
     ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
     channels: values.channel ?? [],
     verbose: values.verbose ?? false,
+    ...parseTokenOptions(values),
+  };
+}
+
+/**
+ * `--token-file`, `--token-audience`, `--no-token`, checked before anything
+ * connects: a file that cannot be used is one line, as ssh says of a key.
+ */
+function parseTokenOptions(
+  values: { "token-file"?: string; "token-audience"?: string; "no-token"?: boolean },
+): TokenOptions {
+  const file = values["token-file"];
+  const audience = values["token-audience"];
+  if (values["no-token"] && (file !== undefined || audience !== undefined)) {
+    throw new UsageError("--no-token conflicts with --token-file and --token-audience");
+  }
+  if (audience !== undefined && !/^[\x21-\x7e]+$/.test(audience)) {
+    throw new UsageError(`invalid --token-audience ${JSON.stringify(audience)}`);
+  }
+  let tokenFile: string | undefined;
+  if (file !== undefined) {
+    // Absolute: a background proxy runs elsewhere (its cwd is /).
+    tokenFile = file.startsWith("/") ? file : `${Deno.cwd()}/${file}`;
+    const problem = tokenFileProblem(tokenFile);
+    if (problem) throw new UserError(`--token-file ${file}: ${problem}`);
+  }
+  return {
+    ...(tokenFile !== undefined && { tokenFile }),
+    ...(audience !== undefined && { tokenAudience: audience }),
+    ...(values["no-token"] && { noToken: true }),
   };
 }
 
@@ -188,6 +236,9 @@ async function doctorMain(args: string[]): Promise<number> {
       sshOptions: cli.sshOptions,
       kafka: cli.kafka,
       channels: cli.channels,
+      tokenFile: cli.tokenFile,
+      tokenAudience: cli.tokenAudience,
+      noToken: cli.noToken,
       logger,
       version: VERSION,
     }, (line) => console.log(line));
@@ -199,7 +250,7 @@ async function doctorMain(args: string[]): Promise<number> {
 }
 
 /** Parsed command line. */
-export interface CliArgs {
+export interface CliArgs extends TokenOptions {
   sshHost: string;
   command: string[];
   server?: string;
@@ -253,6 +304,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     reuseThroughProxy: values["reuse-through-proxy"] ?? false,
     ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
+    ...parseTokenOptions(values),
     ...(background && { background }),
   };
 }
@@ -333,6 +385,9 @@ export async function main(args: string[]): Promise<number> {
       kafka: cli.kafka,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
+      tokenFile: cli.tokenFile,
+      tokenAudience: cli.tokenAudience,
+      noToken: cli.noToken,
       logger,
       signal: signals.signal,
     });

@@ -15,6 +15,7 @@
 import type { DataSummary } from "./flight/client.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import {
+  dialUrl,
   forwardAllStage,
   type ForwardedEndpoint,
   openRun,
@@ -26,9 +27,10 @@ import {
 } from "./stages.ts";
 import { formatNetloc } from "./netloc.ts";
 import { userSshArgs } from "./ssh/args.ts";
+import type { TokenOptions } from "./proxy_process/token.ts";
 
-/** Options of {@link doctor}: a run's ssh options, plus the test fetch's. */
-export interface DoctorOptions extends SshOptions {
+/** Options of {@link doctor}: a run's ssh and token options, plus the test fetch's. */
+export interface DoctorOptions extends SshOptions, TokenOptions {
   /** Channels for the test fetch; default: the first ones a Find lists. */
   channels?: string[];
   /** Time limit of each network step, in milliseconds. @default {20000} */
@@ -118,13 +120,13 @@ export async function doctor(
   report(`${"ssh host".padEnd(28)} ${sshHost}${sshArgs.length ? ` (${sshArgs.join(" ")})` : ""}`);
 
   await using stack = new AsyncDisposableStack();
-  const run = openRun(sshHost, { ...options, logger, listen: LISTEN, timeoutMs }, stack);
+  const run = await openRun(sshHost, { ...options, logger, listen: LISTEN, timeoutMs }, stack);
   let healthy = true;
   /** One endpoint's line: its forward and a ListActions round trip, asked of the child. */
   const probe = async ({ endpoint, local, error }: ForwardedEndpoint) => {
     try {
       if (local === undefined) throw error;
-      const ms = await run.proxy!.probe(`grpc://${local}`, timeoutMs);
+      const ms = await run.proxy!.probe(dialUrl(local), timeoutMs);
       healthy = check({
         name: `endpoint ${endpoint.netloc}`,
         ok: true,
@@ -170,7 +172,12 @@ export async function doctor(
 
     logger.progress("fetching test data through the proxy…");
     try {
-      const fetched = await run.proxy!.sampleFetch(options.channels ?? [], timeoutMs);
+      // At the port clients use, as a client would.
+      const fetched = await run.proxy!.sampleFetch(
+        `grpc://${run.clientAddress}`,
+        options.channels ?? [],
+        timeoutMs,
+      );
       const { data, channels, endpoints, kafka } = fetched;
       result.data = data;
       const span = data.span

@@ -14,6 +14,7 @@ import { formatNetloc, isLoopbackHost, parseNetloc } from "./netloc.ts";
 import { silentLogger } from "./log.ts";
 import { listenable, listenAddress } from "./net/listen_address.ts";
 import { connectOptions, openRun, runStages, type SshOptions } from "./stages.ts";
+import type { TokenOptions } from "./proxy_process/token.ts";
 
 export type { SshOptions } from "./stages.ts";
 export type { MasterAddress } from "./ssh/leftover_master.ts";
@@ -60,8 +61,8 @@ export async function endLeftoverSsh(
   await endLeftoverMaster(sshHost, master, options);
 }
 
-/** Options of {@link sshProxy}. */
-export interface SshProxyOptions extends SshOptions {
+/** Options of {@link sshProxy}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
+export interface SshProxyOptions extends SshOptions, TokenOptions {
   /**
    * Local proxy address, `HOST:PORT`. Left out: `localhost:31206`, or a free
    * port when that one is taken (said at info level; {@link SshProxy.url} names it).
@@ -86,6 +87,13 @@ export interface SshProxyOptions extends SshOptions {
    * keeps bulk data off the proxy).
    */
   reuseThroughProxy?: boolean;
+  /**
+   * The `authorization` value (`Bearer …`) to add to data-server and
+   * reuse-connection calls that carry none (header relays in front of those
+   * forwards); undefined: none. Ignored with remote clients: their calls never
+   * get the user's token.
+   */
+  authorization?: () => string | undefined;
 }
 
 /** Where a running {@link SshProxy} is. */
@@ -104,7 +112,8 @@ export interface SshProxy extends AsyncDisposable {
    */
   readonly state: SshProxyState;
   /**
-   * The forwards in use, remote `host:port` → local `host:port`; grows on demand.
+   * The forwards in use, remote `host:port` → local `host:port` (or the socket
+   * path of a forward or of the header relay in front of it); grows on demand.
    * The second one to the server, for reuse-connection endpoints, says so in
    * `purpose`, and so does each Kafka broker's listener (`kafka`, local = the listener).
    */
@@ -158,7 +167,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   await using stack = new AsyncDisposableStack();
-  const run = openRun(sshHost, { ...options, listen }, stack);
+  const run = await openRun(sshHost, { ...options, listen }, stack);
   await runStages(run);
   const ssh = run.ssh!;
   const proxy = run.proxy!;
@@ -168,7 +177,7 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   logger.progress("");
   if (ssh.state === "reconnecting") proxy.setUnavailable(ssh.downReason);
   // The host as the user wrote it (localhost stays localhost), the port as bound.
-  const url = `grpc://${formatNetloc(listen.host, parseNetloc(proxy.address)!.port)}`;
+  const url = `grpc://${formatNetloc(listen.host, parseNetloc(run.clientAddress!)!.port)}`;
 
   const owned = stack.move();
   let closing: Promise<void> | undefined;

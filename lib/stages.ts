@@ -1,9 +1,19 @@
 /**
  * The stages of one proxy run, in one list that `sshProxy` and `doctor` both
  * run, so that doctor checks exactly what a run does: connect → find the server
- * → forward it → a second forward for reuse-connection endpoints → serve (the
- * rewriting Flight proxy, in its child process) → discover every data server →
- * forward them all.
+ * → forward it → serve (the rewriting Flight proxy, in its child process) → the
+ * user's token, when the server's reads need one → a second forward to the
+ * server for reuse-connection endpoints → discover every data server → forward
+ * them all.
+ *
+ * Only the user reaches a loopback run (issue 16): it opens with a private
+ * (0700) directory, where the forwards are Unix sockets and the proxy child's
+ * gRPC server listens, behind a client port this process guards (only our uid
+ * is admitted). Every forward goes to the location map through
+ * {@link handOut}, which puts a header relay in front of it when clients' calls
+ * there are to carry the user's token. With remote clients forwards are TCP
+ * ports on the listen address, the child listens there itself, and no token is
+ * added.
  *
  * A stage reads what earlier stages put in the {@link Run} and adds its own; it
  * resolves to one line saying what it found (doctor's report), or undefined
@@ -19,7 +29,7 @@
  * import { openRun, runStages } from "./stages.ts";
  *
  * await using stack = new AsyncDisposableStack();
- * const run = openRun("login.example.org", { listen: { host: "127.0.0.1", port: 0 } }, stack);
+ * const run = await openRun("login.example.org", { listen: { host: "127.0.0.1", port: 0 } }, stack);
  * await runStages(run, { report: ({ stage, detail, error, ms }) => {
  *   console.log(stage.name, error?.message ?? detail, `${ms} ms`);
  * } });
@@ -28,10 +38,19 @@
  * @module
  */
 import { SshSupervisor } from "./ssh/supervisor.ts";
-import type { ConnectOptions } from "./ssh/connection.ts";
+import { type ConnectOptions, type LocalAddress, localName } from "./ssh/connection.ts";
+import { makeControlDir } from "./ssh/control_dir.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./proxy_process/parent.ts";
-import { LocationMap, type ParsedLocation, REUSE_CONNECTION } from "./flight/locations.ts";
+import {
+  localUrl,
+  LocationMap,
+  type ParsedLocation,
+  REUSE_CONNECTION,
+} from "./flight/locations.ts";
+import { TokenRelays } from "./http2/token_relays.ts";
+import { type GuardedForward, serveGuardedPort } from "./net/guarded_forward.ts";
+import { admitsOwnUser, CAN_CHECK_PEER } from "./net/guard.ts";
 import type { Discovery } from "./flight/discovery.ts";
 import {
   dialableAddress,
@@ -45,6 +64,12 @@ import { type Logger, silentLogger } from "./log.ts";
 import { withTimeout } from "./async.ts";
 import type { KafkaMode } from "./flight/kafka_locations.ts";
 import { type KafkaAdmit, KafkaSession } from "./session/kafka.ts";
+import {
+  type CarriedToken,
+  carryToken,
+  type TokenOptions,
+  tokenReport,
+} from "./proxy_process/token.ts";
 
 /** How to reach the login host and the server behind it: what a run and doctor share. */
 export interface SshOptions {
@@ -80,8 +105,8 @@ export function connectOptions(sshHost: string, options: SshOptions): ConnectOpt
   };
 }
 
-/** Options of {@link openRun}. */
-export interface RunOptions extends SshOptions {
+/** Options of {@link openRun}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
+export interface RunOptions extends SshOptions, TokenOptions {
   /** Where the proxy listens, already checked (`listenable`); port 0 picks one. */
   listen: HostPort;
   /** Aborting stops the set-up between stages and releases what it opened. */
@@ -94,9 +119,19 @@ export interface RunOptions extends SshOptions {
   reuseThroughProxy?: boolean;
   /** Time limit of each network step in milliseconds (doctor's); none when left out. */
   timeoutMs?: number;
+  /**
+   * The `authorization` value (`Bearer …`) to add to clients' calls at data
+   * servers (and reuse-connection endpoints) that carry none, read per call;
+   * undefined: none. Ignored with remote clients: their calls never get the
+   * user's token.
+   */
+  authorization?: () => string | undefined;
 }
 
-/** One endpoint after the forward-every-server stage: its local `host:port`, or why it has none. */
+/**
+ * One endpoint after the forward-every-server stage: what the location map has
+ * for it (a local `host:port`, a socket path), or why it has none.
+ */
 export type ForwardedEndpoint =
   & { endpoint: Endpoint }
   & ({ local: string; error?: undefined } | { local?: undefined; error: Error });
@@ -122,6 +157,17 @@ export interface Run {
   readonly stack: AsyncDisposableStack;
   /** Whether clients on other machines are served (the proxy listens beyond loopback). */
   readonly remoteClients: boolean;
+  /**
+   * The private (0700) directory of the run's Unix sockets: the forwards, their
+   * header relays, the proxy child's gRPC server. Undefined with remote clients.
+   */
+  readonly socketDir?: string;
+  /** The header relays in front of forwards (see {@link handOut}); with `socketDir`. */
+  readonly relays?: TokenRelays;
+  /** The uid-guarded client port, piping to the child's socket; with `socketDir`. */
+  clientPort?: GuardedForward;
+  /** What clients dial, `host:port` as bound (serve): the guarded port, or the child's own. */
+  clientAddress?: string;
   /** How often the SSH connection was lost and made again. */
   reconnects: number;
   /** The SSH master, kept up (connect). */
@@ -130,12 +176,17 @@ export interface Run {
   kafka?: KafkaSession;
   /** The Arrakis server to forward (find the server). */
   server?: RemoteServer;
-  /** The server's forward, local `host:port` (forward the server). */
+  /** The server's forward, local `host:port` or socket path: the child's backend (forward the server). */
   serverLocal?: string;
   /** The Flight proxy in its child process (serve). */
   proxy?: IsolatedProxy;
   /** The child, loading since the run opened; it learns its backend in the serve stage. */
   proxyStarting?: { proxy: Promise<IsolatedProxy>; backend: PromiseWithResolvers<string> };
+  /**
+   * Whether reads need a token, and the user's, kept current (token); its
+   * `authorization()` is what a connection to a data server carries.
+   */
+  token?: CarriedToken;
   /** Every data server the server lists (discover). */
   discovery?: Discovery;
   /** Each listed data server's forward (forward every data server). */
@@ -157,9 +208,10 @@ export interface Stage {
   readonly concurrent?: boolean;
   /**
    * Set when a run survives this stage failing: the warning it logs then (the
-   * stages after it still run, and doctor goes on too, reporting it FAILED).
+   * stages after it still run, and doctor goes on too, reporting it FAILED),
+   * or undefined for an error the run does not survive.
    */
-  readonly survivable?: (error: Error) => string;
+  readonly survivable?: (error: Error) => string | undefined;
 }
 
 /** The supervisor's key of the second forward to the server (reuse-connection endpoints). */
@@ -188,12 +240,38 @@ function limited<T>(run: Run, promise: Promise<T>, what: string): Promise<T> {
   return ms === undefined ? promise : withTimeout(promise, ms, what);
 }
 
-/** A forward's local address as this machine dials it (a wildcard bind means loopback). */
-export function dialable(netloc: string): string {
-  const local = parseNetloc(netloc);
-  if (!local) return netloc;
-  const address = dialableAddress(local);
-  return formatNetloc(address.host, address.port);
+/**
+ * The URL this machine dials a forward at: its socket, or its `host:port` (a
+ * wildcard bind means loopback).
+ */
+export function dialUrl(local: string): string {
+  const netloc = parseNetloc(local);
+  if (!netloc) return localUrl(local);
+  const address = dialableAddress(netloc);
+  return localUrl(formatNetloc(address.host, address.port));
+}
+
+/**
+ * The hook giving the `authorization` to add at data-server forwards: the
+ * token stage's, when the server's reads need a token (or `options.authorization`);
+ * read each time a forward is handed out, so the token stage decides for every
+ * forward handed out after it. None with remote clients.
+ */
+function authorizationOf(run: Run): (() => string | undefined) | undefined {
+  if (run.remoteClients) return undefined;
+  if (run.options.authorization) return run.options.authorization;
+  const token = run.token;
+  return token?.needed ? () => token.authorization() : undefined;
+}
+
+/**
+ * A forward as the location map (and so clients) gets it: the socket of a
+ * header relay in front of it when clients' calls there are to carry the
+ * user's token, else the forward itself. The one place that decides it.
+ */
+function handOut(run: Run, local: LocalAddress, remote: string): string {
+  const name = localName(local);
+  return run.relays && authorizationOf(run) ? run.relays.front(name, remote) : name;
 }
 
 /**
@@ -214,6 +292,7 @@ export const connectStage: Stage = {
         adopt: options.adoptMaster,
         // Clients on other machines must reach the forwards too: they listen where the proxy does.
         bindAddress: run.remoteClients ? options.listen.host : "127.0.0.1",
+        socketDir: run.socketDir,
         sessionEnv: options.server === undefined ? ["ARRAKIS_SERVER"] : [],
         initialBackoffMs: options.reconnectBackoffMs,
         onDown: (reason) => run.proxy?.setUnavailable(reason),
@@ -222,19 +301,18 @@ export const connectStage: Stage = {
           const server = run.server && formatNetloc(run.server.host, run.server.port);
           for (const { host, port, key, local } of moved) {
             const remote = formatNetloc(host, port);
-            const netloc = formatNetloc(local.host, local.port);
             // A Kafka listener keeps its port; only what it dials moved.
             if (run.kafka?.moved(key, local)) {
-              logger.debug(`Kafka broker ${remote}: its SSH forward moved to ${netloc}`);
+              logger.debug(`Kafka broker ${remote}: its SSH forward moved to ${localName(local)}`);
               continue;
             }
-            logger.info(`forwarding ${netloc} → ${remote} (moved)`);
+            logger.info(`forwarding ${localName(local)} → ${remote} (moved)`);
             if (key === REUSE_FORWARD) {
-              locations.set(REUSE_CONNECTION, netloc);
+              locations.set(REUSE_CONNECTION, handOut(run, local, remote));
               continue;
             }
-            locations.set(remote, netloc);
-            if (remote === server) run.proxy?.setBackend(`grpc://${dialable(netloc)}`);
+            locations.set(remote, handOut(run, local, remote));
+            if (remote === server) run.proxy?.setBackend(dialUrl(localName(local)));
           }
           run.proxy?.setUnavailable(undefined);
         },
@@ -245,12 +323,12 @@ export const connectStage: Stage = {
 };
 
 /**
- * Which connections the Kafka listeners serve: every one, for now. The one
- * place to plug a guard in (`admitsOwnUser` of lib/net/guard.ts: the proxy's
- * own uid only), e.g. `return (conn) => admitsOwnUser(conn, run.logger);`.
+ * Which connections the Kafka listeners serve: only this user's processes, as
+ * at the guarded client port (TCP, since librdkafka has no Unix sockets); all
+ * with remote clients allowed, whose processes this machine cannot name.
  */
-function kafkaAdmit(_run: Run): KafkaAdmit | undefined {
-  return undefined;
+function kafkaAdmit(run: Run): KafkaAdmit | undefined {
+  return run.remoteClients ? undefined : (conn) => admitsOwnUser(conn, run.logger);
 }
 
 /**
@@ -292,7 +370,9 @@ export const findServerStage: Stage = {
 
 /**
  * Forward the server: from now on the location map opens a forward over SSH
- * for each remote it has not seen (one line each); the first is the server's.
+ * for each remote it has not seen (one line each); the first is the server's,
+ * the child's backend as it is (the map gets it through {@link handOut}, as
+ * every other).
  */
 export const forwardServerStage: Stage = {
   name: "server forward",
@@ -302,17 +382,15 @@ export const forwardServerStage: Stage = {
     const { locations, logger } = run;
     locations.setResolver(async (remote) => {
       const local = await ssh.forward(remote.host, remote.port);
-      const netloc = formatNetloc(local.host, local.port);
-      logger.info(`forwarding ${netloc} → ${remote.netloc}`);
-      return netloc;
+      logger.info(`forwarding ${localName(local)} → ${remote.netloc}`);
+      return handOut(run, local, remote.netloc);
     });
     const netloc = formatNetloc(server.host, server.port);
     logger.progress(`forwarding ${netloc}…`);
-    run.serverLocal = await limited(
-      run,
-      locations.resolve({ host: server.host, port: server.port, netloc }),
-      "forward",
-    );
+    const local = await limited(run, ssh.forward(server.host, server.port), "forward");
+    run.serverLocal = localName(local);
+    logger.info(`forwarding ${run.serverLocal} → ${netloc}`);
+    locations.set(netloc, handOut(run, local, netloc));
     return `${run.serverLocal} → ${netloc}`;
   },
 };
@@ -321,6 +399,8 @@ export const forwardServerStage: Stage = {
  * A second forward to the server for reuse-connection endpoints ("redeem where
  * you asked"): clients fetch that data there, not through the proxy. Sets
  * {@link REUSE_CONNECTION} in the location map. Not with `reuseThroughProxy`.
+ * It runs after serve, so that a hook to add the token that a stage in between
+ * sets decides its relay too (see {@link handOut}).
  */
 export const forwardReuseStage: Stage = {
   name: "reuse forward",
@@ -334,25 +414,40 @@ export const forwardReuseStage: Stage = {
       ssh.forward(server.host, server.port, { key: REUSE_FORWARD }),
       "forward",
     );
-    const netloc = formatNetloc(local.host, local.port);
     const remote = formatNetloc(server.host, server.port);
-    run.logger.info(`forwarding ${netloc} → ${remote} (reuse-connection endpoints)`);
-    run.locations.set(REUSE_CONNECTION, netloc);
-    return `${netloc} → ${remote}, for reuse-connection endpoints`;
+    run.logger.info(`forwarding ${localName(local)} → ${remote} (reuse-connection endpoints)`);
+    const handed = handOut(run, local, remote);
+    run.locations.set(REUSE_CONNECTION, handed);
+    return `${handed} → ${remote}, for reuse-connection endpoints`;
   },
 };
+
+/** Where the proxy child's gRPC server listens in the private directory, if there is one. */
+function childSocket(run: Run): string | undefined {
+  return run.socketDir && `${run.socketDir}/proxy`;
+}
 
 /**
  * Serve: the Flight proxy in its child process, which starts loading as the run
  * opens (while ssh connects) and learns its backend, the server's forward, here.
+ * With a private directory the child listens on a socket there and this process
+ * takes the client port as the run opens, admitting only our uid.
  */
 export const serveStage: Stage = {
   name: "proxy",
   prepare(run) {
+    const { listen } = run.options;
+    const socket = childSocket(run);
+    if (socket) {
+      run.clientPort = run.stack.use(serveGuardedPort(listen, {
+        dial: () => Deno.connect({ transport: "unix", path: socket }),
+        logger: run.logger,
+      }));
+    }
     const backend = Promise.withResolvers<string>();
     const proxy = IsolatedProxy.start({
       backend: backend.promise,
-      listen: formatNetloc(run.options.listen.host, run.options.listen.port),
+      listen: socket ? `unix:${socket}` : formatNetloc(listen.host, listen.port),
       locations: run.locations,
       logger: run.logger,
       remoteClients: run.remoteClients,
@@ -373,10 +468,42 @@ export const serveStage: Stage = {
   async run(run) {
     const starting = needs(run.proxyStarting, "the proxy child");
     run.logger.progress("starting the proxy process…");
-    starting.backend.resolve(`grpc://${dialable(needs(run.serverLocal, "the server's forward"))}`);
+    starting.backend.resolve(dialUrl(needs(run.serverLocal, "the server's forward")));
     // Closed before the SSH connection under it (the stack closes the last in first).
     run.proxy = run.stack.use(await starting.proxy);
-    return run.proxy.url;
+    const port = run.clientPort?.addr;
+    run.clientAddress = port ? formatNetloc(port.hostname, port.port) : run.proxy.address;
+    if (!port) return `grpc://${run.clientAddress}`;
+    const only = CAN_CHECK_PEER ? `, only uid ${Deno.uid()} admitted` : "";
+    return `grpc://${run.clientAddress} → ${childSocket(run)}${only}`;
+  },
+};
+
+/** Reads need a token and none fits: the run serves (a client may bring its own), and says so. */
+class NoTokenFits extends Error {}
+
+/**
+ * Token: asks the server (through the proxy child) whether reads need a token;
+ * when they do, the child adds the user's to calls, kept current as it is
+ * renewed. Fails, survivably, when none fits.
+ */
+export const tokenStage: Stage = {
+  name: "token",
+  survivable: (error) => error instanceof NoTokenFits ? error.message : undefined,
+  async run(run) {
+    const proxy = needs(run.proxy, "the proxy");
+    const server = needs(run.server, "the server");
+    run.logger.progress("asking whether reads need a token…");
+    run.token = run.stack.use(
+      await carryToken(proxy, server.url, {
+        ...run.options,
+        logger: run.logger,
+        remoteClients: run.remoteClients,
+      }),
+    );
+    const { ok, detail } = tokenReport(run.token);
+    if (!ok) throw new NoTokenFits(detail);
+    return detail;
   },
 };
 
@@ -394,6 +521,11 @@ export const discoverStage: Stage = {
   survivable: forwardedLater,
   async run(run) {
     const proxy = needs(run.proxy, "the proxy");
+    // Without a token a protected server refuses the listing; the token stage said so.
+    if (run.token?.needed && !run.token.source?.search.token) {
+      run.logger.info("data servers will be forwarded when first seen");
+      return undefined;
+    }
     run.logger.progress("listing endpoints…");
     const discovery = await proxy.discover(run.options.timeoutMs);
     run.discovery = discovery;
@@ -451,29 +583,43 @@ export const STAGES: readonly Stage[] = [
   kafkaStage,
   findServerStage,
   forwardServerStage,
-  forwardReuseStage,
   serveStage,
+  tokenStage,
+  forwardReuseStage,
   discoverStage,
   forwardAllStage,
 ];
 
 /**
- * A run about to start: its shared state, with every stage's `prepare` done.
- * What the stages open goes on `stack`.
+ * A run about to start: its shared state (with a loopback listen address, its
+ * private directory), with every stage's `prepare` done. What the run and its
+ * stages open goes on `stack`.
  */
-export function openRun(
+export async function openRun(
   sshHost: string,
   options: RunOptions,
   stack: AsyncDisposableStack,
   stages: readonly Stage[] = STAGES,
-): Run {
+): Promise<Run> {
+  const logger = options.logger ?? silentLogger;
+  const remoteClients = !isLoopbackHost(options.listen.host);
+  const socketDir = remoteClients ? undefined : await makeControlDir();
+  // Removed last, once everything listening in it is closed.
+  if (socketDir !== undefined) {
+    stack.defer(() => Deno.remove(socketDir, { recursive: true }).catch(() => undefined));
+  }
   const run: Run = {
     sshHost,
     options,
-    logger: options.logger ?? silentLogger,
+    logger,
     locations: new LocationMap(),
     stack,
-    remoteClients: !isLoopbackHost(options.listen.host),
+    remoteClients,
+    socketDir,
+    // The hook is read per call, so the relays follow whatever the run's is then.
+    relays: socketDir === undefined
+      ? undefined
+      : stack.use(new TokenRelays(() => authorizationOf(run)?.(), logger)),
     reconnects: 0,
   };
   for (const stage of stages) stage.prepare?.(run);
@@ -524,12 +670,13 @@ export async function runStages(run: Run, options: RunStagesOptions = {}): Promi
     } catch (error) {
       outcome = { stage, error: error as Error, ms: performance.now() - started };
     }
-    if (outcome.error && !stage.survivable) {
+    const warning = outcome.error && stage.survivable?.(outcome.error);
+    if (outcome.error && warning === undefined) {
       await report?.(outcome);
       throw outcome.error;
     }
     if (report) await report(outcome);
-    else if (outcome.error) run.logger.warn(stage.survivable!(outcome.error));
+    else if (warning) run.logger.warn(warning);
   };
   try {
     for (const stage of stages) {

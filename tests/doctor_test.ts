@@ -22,18 +22,23 @@ Deno.test("doctor: a healthy cluster, every step reported with its time", async 
     out,
     /^endpoints\s+ok, [\d.]+ ms: 2 data server\(s\) from the Count over all channels: data-a:40001, data-b:40001/m,
   );
-  assertMatch(out, /^proxy\s+ok, [\d.]+ ms: grpc:\/\/127\.0\.0\.1:\d+ \(temporary/m);
-  // The stages a run runs, the reuse-connection forward included (the default path of a fetch).
-  assertMatch(out, /^server forward\s+ok, [\d.]+ ms: 127\.0\.0\.1:\d+ → info:31206$/m);
+  // The client port is guarded, the child serves on a socket in the private directory.
   assertMatch(
     out,
-    /^reuse forward\s+ok, [\d.]+ ms: 127\.0\.0\.1:\d+ → info:31206, for reuse-connection/m,
+    /^proxy\s+ok, [\d.]+ ms: grpc:\/\/127\.0\.0\.1:\d+ → \/\S+\/proxy, only uid \d+ admitted \(temporary/m,
+  );
+  // The stages a run runs, the reuse-connection forward included (the default path of a
+  // fetch), with a run's forwards: Unix sockets in the private directory.
+  assertMatch(out, /^server forward\s+ok, [\d.]+ ms: \/\S+\/f-[0-9a-f]{8} → info:31206$/m);
+  assertMatch(
+    out,
+    /^reuse forward\s+ok, [\d.]+ ms: \/\S+\/f-[0-9a-f]{8} → info:31206, for reuse-connection/m,
   );
   assertMatch(out, /^endpoint forwards\s+ok, [\d.]+ ms: 2 data endpoint\(s\) forwarded$/m);
   for (const server of ["info:31206", "data-a:40001", "data-b:40001"]) {
     assertMatch(
       out,
-      new RegExp(`^endpoint ${server}\\s+ok, [\\d.]+ ms: → 127\\.0\\.0\\.1:\\d+, ListActions`, "m"),
+      new RegExp(`^endpoint ${server}\\s+ok, [\\d.]+ ms: → /\\S+/f-[0-9a-f]{8}, ListActions`, "m"),
     );
   }
   // Two channels from a Find, streamed through the proxy (its child) from three endpoints.
@@ -74,7 +79,7 @@ Deno.test("doctor: a data server down makes it unhealthy (exit 1) and names it",
   ]);
   assertEquals(result.code, 1, `${result.stdout}\n${result.stderr}`);
   assertMatch(result.stdout, /^endpoint data-a:40001\s+ok/m);
-  assertMatch(result.stdout, /^endpoint data-b:40001\s+FAILED: → 127\.0\.0\.1:\d+, /m);
+  assertMatch(result.stdout, /^endpoint data-b:40001\s+FAILED: → \/\S+\/f-[0-9a-f]{8}, /m);
   assertMatch(result.stdout, /^result\s+NOT healthy$/m);
 });
 

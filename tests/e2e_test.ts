@@ -58,15 +58,16 @@ Deno.test("arrakis-proxy over real OpenSSH", async (t) => {
     assertStringIncludes(proxy.stderr(), "remote server grpc://info:31206");
     const forwards = forwardsFrom(proxy.stderr());
     assertEquals([...forwards.keys()].sort(), ["data-a:40001", "data-b:40001", "info:31206"]);
-    for (const local of forwards.values()) assertMatch(local, /^127\.0\.0\.1:\d+$/);
+    // Unix sockets in the proxy's private directory: no other user reaches them.
+    for (const local of forwards.values()) assertMatch(local, /^\/.+\/f-[0-9a-f]{8}$/);
   });
 
   await t.step("GetFlightInfo locations point at the local forwards", async () => {
     const forwards = forwardsFrom(proxy.stderr());
     const info = await client.getFlightInfo(arrakisCommand("Count", { pattern: ".*" }));
     assertEquals(endpointLocations(info), [
-      [`grpc://${forwards.get("data-a:40001")}`],
-      [`grpc://${forwards.get("data-b:40001")}`],
+      [`grpc+unix://${forwards.get("data-a:40001")}`],
+      [`grpc+unix://${forwards.get("data-b:40001")}`],
     ]);
   });
 
@@ -94,7 +95,7 @@ Deno.test("arrakis-proxy over real OpenSSH", async (t) => {
     await cluster.addDataServer("data-c");
     const info = await client.getFlightInfo(arrakisCommand("Count", { pattern: ".*" }));
     const late = endpointLocations(info)[2][0];
-    assertMatch(late, /^grpc:\/\/127\.0\.0\.1:\d+$/);
+    assertMatch(late, /^grpc\+unix:\/\/\/.+\/f-[0-9a-f]{8}$/);
     using data = FlightTestClient.connect(late);
     const { table } = await data.doGet(info.endpoint[2].ticket!.ticket);
     assertEquals(table.schema.metadata.get("server"), "data-c");

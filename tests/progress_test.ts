@@ -60,7 +60,7 @@ Deno.test("CLI into pipes: plain progress lines on stderr; --quiet leaves only t
     await using proxy = await startProxy(args);
     const stderr = proxy.stderr();
     assertStringIncludes(stderr, `arrakis-proxy: connecting to ${cluster.sshHost}\n`);
-    assertMatch(stderr, /^arrakis-proxy: forwarding 127\.0\.0\.1:\d+ → data-a:40001$/m);
+    assertMatch(stderr, /^arrakis-proxy: forwarding \/\S+\/f-[0-9a-f]{8} → data-a:40001$/m);
     assertEquals(stderr.includes("\r") || stderr.includes("\x1b"), false, "escape codes in a pipe");
     assertEquals(/\d+\/\d+ endpoints/.test(stderr), false, "a status line in a pipe");
   }
@@ -110,7 +110,7 @@ Deno.test("CLI on a terminal (tmux): the status line is rewritten in place, then
     assertStringIncludes(output, `${CLEAR}arrakis-proxy: forwarding 3/3 endpoints`);
     // What stays on screen: the permanent lines and the export line, no status.
     const screen = await terminal.screen();
-    assertMatch(screen, /arrakis-proxy: forwarding 127\.0\.0\.1:\d+ → data-b:40001/);
+    assertMatch(screen, /arrakis-proxy: forwarding \/\S+\/f-[0-9a-f]{8} → data-b:40001/);
     assertEquals(/\d+\/\d+ endpoints|connecting to .*…/.test(screen), false, screen);
     await terminal.sendKeys("C-c");
   } finally {

@@ -6,8 +6,14 @@
  * them the fixtures fail with the reason.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
-import { type Cluster, startCluster } from "./fixtures/cluster.ts";
-import { proxyCommand, runProxy, startProxy } from "./fixtures/proxy_cli.ts";
+import { startCluster } from "./fixtures/cluster.ts";
+import {
+  clusterArgs,
+  forwardTargets,
+  proxyCommand,
+  runProxy,
+  startProxy,
+} from "./fixtures/proxy_cli.ts";
 import { findProcesses, waitFor } from "./fixtures/processes.ts";
 import { pythonEnv, requirePython } from "./fixtures/python.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
@@ -22,15 +28,6 @@ import {
 const python = requirePython();
 const CLIENT = REAL_CLIENT;
 const CHANNELS = REAL_CHANNEL_LIST;
-
-function sshArgs(cluster: Cluster): string[] {
-  return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
-}
-
-/** `forwarding 127.0.0.1:PORT → data-a:40001` lines on stderr: the remote targets. */
-function forwardTargets(stderr: string): string[] {
-  return [...new Set([...stderr.matchAll(/forwarding \S+ → (\S+)/g)].map((m) => m[1]))].sort();
-}
 
 /** Pids of processes owned by `user` (the login account), from /proc. */
 async function processesOf(user: string): Promise<number[]> {
@@ -60,7 +57,7 @@ for (const deployment of ["real-info", "real-single"] as RealDeploymentKind[]) {
       async () => {
         const direct = await snapshotInside(cluster);
         const result = await runProxy(
-          ["-v", ...sshArgs(cluster), "--", python.python, CLIENT, "snapshot", ...CHANNELS],
+          ["-v", ...clusterArgs(cluster), "--", python.python, CLIENT, "snapshot", ...CHANNELS],
           { env },
         );
         assertEquals(result.code, 0, result.stderr + cluster.real?.log());
@@ -94,7 +91,7 @@ for (const deployment of ["real-info", "real-single"] as RealDeploymentKind[]) {
       await Deno.copyFile(CLIENT, script);
       const channels = [REAL_CHANNELS.H1[0], REAL_CHANNELS.L1[0]];
       const result = await runProxy(
-        ["-v", ...sshArgs(cluster), "--", python.python, script, "stream", "8", ...channels],
+        ["-v", ...clusterArgs(cluster), "--", python.python, script, "stream", "8", ...channels],
         { env },
       );
       assertEquals(result.code, 0, result.stderr + cluster.real?.log());
@@ -123,7 +120,7 @@ for (const deployment of ["real-info", "real-single"] as RealDeploymentKind[]) {
     });
 
     await t.step("the arrakis CLI with the printed export line", async () => {
-      await using proxy = await startProxy(sshArgs(cluster));
+      await using proxy = await startProxy(clusterArgs(cluster));
       const exportLine = await proxy.exportLine;
       const url = /^export ARRAKIS_SERVER=(\S+)$/.exec(exportLine)![1];
       const arrakis = async (...args: string[]) => {
@@ -179,7 +176,7 @@ Deno.test("a plain account whose login shell takes 2 s: the run works, progress 
   const direct = await snapshotInside(cluster);
   // Each line as it arrives, with when: what a user watching the terminal sees.
   const argv = proxyCommand([
-    ...sshArgs(cluster),
+    ...clusterArgs(cluster),
     "--",
     python.python,
     CLIENT,

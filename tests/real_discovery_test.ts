@@ -4,21 +4,12 @@
  * server lists them; when it will not, one warning, and forwards on demand.
  */
 import { assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
-import { type Cluster, startCluster } from "./fixtures/cluster.ts";
-import { startProxy } from "./fixtures/proxy_cli.ts";
+import { startCluster } from "./fixtures/cluster.ts";
+import { clusterArgs, forwardTargets, startProxy } from "./fixtures/proxy_cli.ts";
 import { pythonJson } from "./fixtures/python.ts";
 import { REAL_CHANNELS } from "./fixtures/real_arrakis.ts";
 
 const TOKEN = "s3cret-reader-token";
-
-function sshArgs(cluster: Cluster): string[] {
-  return ["-F", cluster.sshConfigPath, "-l", "localhost:0", cluster.sshHost];
-}
-
-/** Remote targets of the `forwarding 127.0.0.1:PORT → HOST:PORT` lines. */
-function forwardTargets(stderr: string): string[] {
-  return [...new Set([...stderr.matchAll(/forwarding \S+ → (\S+)/g)].map((m) => m[1]))].sort();
-}
 
 /** A Stream of one H1 and one L1 channel, fetched with pyarrow: rows per endpoint. */
 const FETCH = `
@@ -40,26 +31,29 @@ print(json.dumps(out))
 
 Deno.test("the real info server's data servers are forwarded before the ready line", async () => {
   await using cluster = await startCluster({ deployment: "real-info" });
-  await using proxy = await startProxy(["-v", ...sshArgs(cluster)]);
+  await using proxy = await startProxy(["-v", ...clusterArgs(cluster)]);
   // No client has asked anything yet: these forwards come from discovery.
   assertEquals(forwardTargets(proxy.stderr()), ["data-a:40001", "data-b:40001", "info:31206"]);
   assertStringIncludes(proxy.stderr(), "2 data server(s) listed by the server's scope-map action");
   assertEquals(proxy.stderr().includes("warning"), false, proxy.stderr());
 });
 
-Deno.test("discovery refused: one warning, the proxy serves, data servers forwarded on demand", async () => {
+Deno.test("a protected server and no token: one warning, the proxy serves, data servers forwarded on demand", async () => {
   await using cluster = await startCluster({
     deployment: "real-info",
-    // Reads need a token: the proxy has none, so the scope map and the Count are refused.
+    // Reads need a token (server-info says so); the proxy finds none, so it lists nothing.
     infoServerArgs: ["--auth", "full", "--static-token", `reader=${TOKEN}`],
   });
-  await using proxy = await startProxy(sshArgs(cluster));
+  const runtime = await Deno.makeTempDir({ prefix: "arrakis-no-token-" });
+  await using proxy = await startProxy(clusterArgs(cluster), { env: { XDG_RUNTIME_DIR: runtime } });
+  await Deno.remove(runtime);
   const warnings = proxy.stderr().split("\n").filter((line) => line.includes("warning"));
   assertEquals(warnings.length, 1, proxy.stderr());
   assertMatch(
     warnings[0],
-    /could not list the server's endpoints \(scope-map action: .+; Count: .+\); they will be forwarded when first seen$/,
+    /the server needs a token for reads and none fits: none for audience https:\/\/info \(looked at .+\); get one with htgettoken/,
   );
+  assertStringIncludes(proxy.stderr(), "data servers will be forwarded when first seen");
   assertEquals(forwardTargets(proxy.stderr()), ["info:31206"]);
 
   // A client with the token: its header passes through, the locations are new.

@@ -224,7 +224,7 @@ Deno.test("SIGKILL: the ssh master does not outlive the proxy by more than 60 s"
   }
 });
 
-Deno.test("forwards listen on 127.0.0.1 only; the control directory is private", async () => {
+Deno.test("forwards are Unix sockets in a private directory, no TCP port; the control directory is private", async () => {
   await using cluster = await startCluster();
   await using proxy = await startCli(cluster);
   const [path] = controlPaths(proxy);
@@ -233,10 +233,16 @@ Deno.test("forwards listen on 127.0.0.1 only; the control directory is private",
     Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").includes("-M")
   );
   assert(master !== undefined, "the master is found by its control path");
-  const listeners = listeningAddresses(master);
+  // No other user could connect to a TCP forward's port: the master listens on none.
+  assertEquals(listeningAddresses(master), []);
   // The info server (twice: its reuse-connection forward) and both data servers.
-  assertEquals(listeners.length, 4, JSON.stringify(listeners));
-  for (const address of listeners) assert(address.startsWith("127.0.0.1:"), address);
+  const sockets = [...proxy.stderr().matchAll(/forwarding (\/\S+) → /g)].map((m) => m[1]);
+  assertEquals(new Set(sockets).size, 4, proxy.stderr());
+  for (const socket of sockets) {
+    const stat = await Deno.stat(socket);
+    assert(stat.isSocket, socket);
+    assertEquals((await Deno.stat(socket.replace(/\/[^/]+$/, ""))).mode! & 0o777, 0o700);
+  }
 });
 
 /** Listening TCP addresses (`ip:port`) whose sockets `pid` holds, from /proc/net/tcp{,6}. */

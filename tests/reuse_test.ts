@@ -58,7 +58,7 @@ Deno.test("reuse-connection data goes straight to the info server's forward, the
   assert(reuse, straight.stderr);
   assertStringIncludes(
     straight.stderr,
-    `location arrow-flight-reuse-connection://? → grpc://${reuse[1]} (the info server)`,
+    `location arrow-flight-reuse-connection://? → grpc+unix://${reuse[1]} (the info server)`,
   );
   // ...and no DoGet passes the proxy; with the option every one does.
   assertEquals(calls(straight.stderr, "DoGet"), 0, straight.stderr);

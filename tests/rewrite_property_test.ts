@@ -11,16 +11,7 @@ import { concatBytes, encodeVarint, WireError } from "../lib/flight/wire.ts";
 import { FlightProxy } from "../lib/flight/proxy.ts";
 import { startMockDeployment } from "./fixtures/mock_arrakis.ts";
 import { arrakisCommand, FlightTestClient } from "./fixtures/flight_client.ts";
-
-/** Small deterministic PRNG (mulberry32), so failures reproduce from the seed. */
-function random(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from "./fixtures/prng.ts";
 
 const text = new TextEncoder();
 const field = (n: number, wire: number, payload: Uint8Array) =>

@@ -335,3 +335,28 @@ Deno.test("an endpoint with no location gets the info server's reuse forward; ot
 function endpointWith(uri: string): Uint8Array {
   return msg(len(1, len(1, "t2")), len(2, len(1, uri)));
 }
+
+Deno.test("forwards on Unix sockets are named grpc+unix:///path, and map back", async () => {
+  const map = new LocationMap([
+    ["data-a:40001", "/tmp/arrakis-x/f-1a2b3c4d.h2"],
+    [REUSE_CONNECTION, "/tmp/arrakis-x/f-99999999"],
+  ]);
+  const rewriter = new LocationRewriter(map);
+  const info = len(
+    3,
+    msg(len(2, len(1, "grpc://data-a:40001/")), len(2, len(1, REUSE_CONNECTION))),
+  );
+  const out = await rewriter.toLocal(info, Shapes.FlightInfo);
+  assertEquals(collectLocations(out, Shapes.FlightInfo), [
+    "grpc+unix:///tmp/arrakis-x/f-1a2b3c4d.h2",
+    "grpc+unix:///tmp/arrakis-x/f-99999999",
+  ]);
+  const back = rewriter.toRemote(out, Shapes.FlightInfo);
+  assertEquals(collectLocations(back, Shapes.FlightInfo), [
+    "grpc://data-a:40001",
+    REUSE_CONNECTION,
+  ]);
+  // A socket that is not one of ours passes as it is.
+  const other = endpointWith("grpc+unix:///elsewhere/sock");
+  assertStrictEquals(rewriter.toRemote(other, Shapes.FlightEndpoint), other);
+});

@@ -120,7 +120,7 @@ Deno.test("ten forwards opened at once get distinct working ports", async () => 
   const elapsed = performance.now() - started;
   const ports = new Set(locals.map((local) => local.port));
   assertEquals(ports.size, 10);
-  const replies = await Promise.all(names.map((name, i) => echoThrough(locals[i].port, name)));
+  const replies = await Promise.all(names.map((name, i) => echoThrough(locals[i].port!, name)));
   assertEquals(replies, names);
   console.log(`10 concurrent forwards in ${elapsed.toFixed(0)} ms`);
 });
@@ -154,7 +154,7 @@ Deno.test("a local port taken between probe and bind is retried with another", a
     const local = await conn.forward("echo-a", 7000);
     assert(stubbed);
     assertNotEquals(local.port, taken);
-    assertEquals(await echoThrough(local.port, "retried\n"), "retried\n");
+    assertEquals(await echoThrough(local.port!, "retried\n"), "retried\n");
   } finally {
     Deno.listen = realListen;
   }

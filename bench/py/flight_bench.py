@@ -68,11 +68,14 @@ def drain(reader):
 
 
 class Path:
-    """One way to reach the server: a URL and the clients opened through it."""
+    """One way to reach the server: a URL and the clients opened through it;
+    with a token, every call sends it (an explicit-token client)."""
 
-    def __init__(self, url):
+    def __init__(self, url, token=None):
         self.url = url
         self.client = flight.connect(url)
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        self.options = flight.FlightCallOptions(headers=headers)
         self.others = {}
 
     def client_for(self, location):
@@ -87,11 +90,11 @@ class Path:
 
     def follow(self, stream, seconds):
         """GetFlightInfo for a Stream, then DoGet every endpoint at locations[0]."""
-        info = self.client.get_flight_info(stream_descriptor(stream, seconds))
+        info = self.client.get_flight_info(stream_descriptor(stream, seconds), self.options)
         total = 0
         for endpoint in info.endpoints:
             client = self.client_for(endpoint.locations[0])
-            total += drain(client.do_get(endpoint.ticket))
+            total += drain(client.do_get(endpoint.ticket, self.options))
         return total
 
     def close(self):
@@ -105,6 +108,13 @@ def quantile(values, q):
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def rotated(names, round_):
+    """The paths' order in a round: rotated each round, reversed every other one."""
+    shift = round_ % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if round_ % 2 else order
+
+
 def timed(run):
     start = time.perf_counter()
     result = run()
@@ -114,7 +124,7 @@ def timed(run):
 def latency(path, calls):
     ms = []
     for _ in range(calls):
-        seconds, _ = timed(lambda: path.client.get_flight_info(COUNT))
+        seconds, _ = timed(lambda: path.client.get_flight_info(COUNT, path.options))
         ms.append(seconds * 1000)
     return quantile(ms, 0.5), quantile(ms, 0.9)
 
@@ -150,10 +160,7 @@ def compare(config):
         drain(path.client.do_get(ticket))
 
     for round_ in range(config["rounds"]):
-        shift = round_ % len(names)
-        order = names[shift:] + names[:shift]
-        if round_ % 2:
-            order.reverse()
+        order = rotated(names, round_)
         for name in order:
             path = paths[name]
             p50, p90 = latency(path, config["latencyCalls"])

@@ -29,12 +29,17 @@ import {
   writeRecord,
 } from "./state.ts";
 import { fileLogger } from "./log_file.ts";
+import type { TokenOptions } from "../proxy_process/token.ts";
 
 /** First argument that makes `main.ts` (or the compiled binary) run as a background proxy. */
 export const DAEMON_FLAG = "--internal-background-proxy";
 
-/** What the starter hands the background process (as one JSON argument after {@link DAEMON_FLAG}). */
-export interface DaemonConfig {
+/**
+ * What the starter hands the background process (as one JSON argument after
+ * {@link DAEMON_FLAG}). Token options only, never the token: the background
+ * process finds it itself, and again when it is renewed.
+ */
+export interface DaemonConfig extends TokenOptions {
   /** ssh destination. */
   host: string;
   /** `--server`, when given. */
@@ -88,6 +93,9 @@ export async function runDaemon(configText: string): Promise<number> {
       kafka: config.kafka,
       sshConfig: config.sshConfig,
       sshOptions: config.sshOptions,
+      tokenFile: config.tokenFile,
+      tokenAudience: config.tokenAudience,
+      noToken: config.noToken,
       adoptMaster: config.master,
       // Nobody is there to answer a prompt: reconnects run with BatchMode.
       interactive: false,

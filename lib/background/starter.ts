@@ -55,6 +55,9 @@ export interface BackgroundOptions extends
     | "kafka"
     | "sshConfig"
     | "sshOptions"
+    | "tokenFile"
+    | "tokenAudience"
+    | "noToken"
     | "signal"
   > {
   /**
@@ -141,6 +144,9 @@ export async function startBackgroundProxy(
       kafka: options.kafka,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
+      tokenFile: options.tokenFile,
+      tokenAudience: options.tokenAudience,
+      noToken: options.noToken,
       verbosity: logger.level,
       giveUpAfterSeconds: options.giveUpAfterSeconds ?? GIVE_UP_AFTER_SECONDS,
       master: master.controlPath,

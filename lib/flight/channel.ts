@@ -26,8 +26,12 @@ export const UNLIMITED: grpc.ChannelOptions = {
   "grpc.enable_channelz": 0,
 };
 
-/** `grpc://host:port` (or a bare `host:port`) → the grpc-js target `host:port`. */
+/**
+ * `grpc://host:port` (or a bare `host:port`) → the grpc-js target `host:port`;
+ * `grpc+unix:///path` (a forward's Unix socket) → `unix:/path`.
+ */
 export function backendTarget(url: string): string {
+  if (url.startsWith("grpc+unix:///")) return `unix:${url.slice("grpc+unix://".length)}`;
   const target = netlocOfUrl(url);
   if (!target) throw new UserError(`unsupported backend URL ${url}: expected grpc://HOST:PORT`);
   return target;

@@ -19,9 +19,9 @@
  * @module
  */
 import type { Table } from "./arrow.ts";
-import { grpc } from "./grpc.ts";
+import type { grpc } from "./grpc.ts";
 import { FLIGHT_SERVICE, flightPackageDefinition } from "./proto.ts";
-import { arrakisJson, EVERY_CHANNEL } from "./discovery.ts";
+import { arrakisJson, CallError, callMetadata, EVERY_CHANNEL } from "./discovery.ts";
 import { flightClient } from "./channel.ts";
 import { REUSE_CONNECTION } from "./locations.ts";
 import { isKafkaUri } from "./kafka_locations.ts";
@@ -63,7 +63,13 @@ function deadline(timeoutMs: number): grpc.CallOptions {
   return { deadline: Date.now() + timeoutMs };
 }
 
-function unary<T>(client: grpc.Client, method: string, request: unknown, timeoutMs: number) {
+/** How each call goes out: its time limit, and the `authorization` it carries (if any). */
+interface CallSettings {
+  timeoutMs: number;
+  authorization?: string;
+}
+
+function unary<T>(client: grpc.Client, method: string, request: unknown, call: CallSettings) {
   const { requestSerialize, responseDeserialize } = service[method];
   return new Promise<T>((resolve, reject) => {
     client.makeUnaryRequest(
@@ -71,22 +77,27 @@ function unary<T>(client: grpc.Client, method: string, request: unknown, timeout
       requestSerialize,
       responseDeserialize,
       request,
-      new grpc.Metadata(),
-      deadline(timeoutMs),
+      callMetadata(call.authorization),
+      deadline(call.timeoutMs),
       (error, value) => error ? reject(callError(method, error)) : resolve(value as T),
     );
   });
 }
 
-function serverStream<T>(client: grpc.Client, method: string, request: unknown, ms: number) {
+function serverStream<T>(
+  client: grpc.Client,
+  method: string,
+  request: unknown,
+  settings: CallSettings,
+) {
   const { requestSerialize, responseDeserialize } = service[method];
   const call = client.makeServerStreamRequest(
     `/${FLIGHT_SERVICE}/${method}`,
     requestSerialize,
     responseDeserialize,
     request,
-    new grpc.Metadata(),
-    deadline(ms),
+    callMetadata(settings.authorization),
+    deadline(settings.timeoutMs),
   );
   return new Promise<T[]>((resolve, reject) => {
     const items: T[] = [];
@@ -97,18 +108,20 @@ function serverStream<T>(client: grpc.Client, method: string, request: unknown, 
 }
 
 function callError(method: string, error: grpc.ServiceError): Error {
-  return new Error(`${method}: ${error.details || error.message}`);
+  return new CallError(`${method}: ${error.details || error.message}`, error.code);
 }
 
 /**
  * Sends `request` to the Arrakis server at `url` (GetFlightInfo), then DoGets
- * every endpoint and decodes its data.
+ * every endpoint and decodes its data. Every call carries `authorization`
+ * (`Bearer …`) when given.
  */
 export async function fetchArrakis(
   url: string,
   request: ArrakisRequest,
-  { timeoutMs = 30_000 }: { timeoutMs?: number } = {},
+  { timeoutMs = 30_000, authorization }: { timeoutMs?: number; authorization?: string } = {},
 ): Promise<FetchedEndpoint[]> {
+  const settings = { timeoutMs, authorization };
   const info = connect(url);
   const opened: grpc.Client[] = [];
   try {
@@ -116,7 +129,7 @@ export async function fetchArrakis(
       info,
       "GetFlightInfo",
       { type: "CMD", cmd: new TextEncoder().encode(arrakisJson(request)), path: [] },
-      timeoutMs,
+      settings,
     );
     return await Promise.all(flightInfo.endpoint.map(async (endpoint) => {
       // Flight only: a Kafka-backed endpoint is read at its Flight fallback.
@@ -130,7 +143,7 @@ export async function fetchArrakis(
         client,
         "DoGet",
         { ticket: endpoint.ticket?.ticket ?? new Uint8Array() },
-        timeoutMs,
+        settings,
       );
       const table = flightDataToTable(messages);
       return { location, table, ms: performance.now() - started, ...(kafka && { kafka }) };
@@ -141,11 +154,15 @@ export async function fetchArrakis(
 }
 
 /** Round trip of one ListActions call to the Flight server at `url`, in milliseconds. */
-export async function pingFlight(url: string, timeoutMs = 10_000): Promise<number> {
+export async function pingFlight(
+  url: string,
+  timeoutMs = 10_000,
+  authorization?: string,
+): Promise<number> {
   const client = connect(url);
   try {
     const started = performance.now();
-    await serverStream(client, "ListActions", {}, timeoutMs);
+    await serverStream(client, "ListActions", {}, { timeoutMs, authorization });
     return performance.now() - started;
   } finally {
     client.close();
@@ -226,20 +243,25 @@ function gpsNowNs(): bigint {
 
 /**
  * Streams one second, a minute ago, of `channels` (default: the first ones a
- * Find lists) from the Arrakis server at `url`, and sums up what came back.
+ * Find lists) from the Arrakis server at `url`, and sums up what came back;
+ * every call carries `authorization` when given.
  */
 export async function sampleFetch(
   url: string,
-  { channels = [], timeoutMs = 30_000 }: { channels?: string[]; timeoutMs?: number } = {},
+  { channels = [], timeoutMs = 30_000, authorization }: {
+    channels?: string[];
+    timeoutMs?: number;
+    authorization?: string;
+  } = {},
 ): Promise<SampleFetch> {
-  if (channels.length === 0) channels = await findChannels(url, timeoutMs);
+  if (channels.length === 0) channels = await findChannels(url, { timeoutMs, authorization });
   const end = gpsNowNs() - 60_000_000_000n;
   const request = {
     request: "Stream",
     args: { channels, start: end - 1_000_000_000n, end },
   };
   const started = performance.now();
-  const fetched = await fetchArrakis(url, request, { timeoutMs });
+  const fetched = await fetchArrakis(url, request, { timeoutMs, authorization });
   return {
     channels,
     endpoints: fetched.length,
@@ -253,11 +275,8 @@ export async function sampleFetch(
  * A couple of channel names: from a Find's `channel` column, else (servers that
  * answer Find with stream-shaped data) its non-`time` columns.
  */
-async function findChannels(url: string, timeoutMs: number): Promise<string[]> {
-  const found = await fetchArrakis(url, {
-    request: "Find",
-    args: EVERY_CHANNEL,
-  }, { timeoutMs });
+async function findChannels(url: string, settings: CallSettings): Promise<string[]> {
+  const found = await fetchArrakis(url, { request: "Find", args: EVERY_CHANNEL }, settings);
   const names = new Set<string>();
   for (const { table } of found) {
     const column = table.getChild("channel");

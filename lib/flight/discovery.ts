@@ -84,8 +84,30 @@ function resultBody(bytes: Uint8Array): Uint8Array {
 
 const pass = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/** A call the server answered with an error: its text, and its gRPC status code. */
+export class CallError extends Error {
+  /** The gRPC status code (16 UNAUTHENTICATED, 7 PERMISSION_DENIED, …). */
+  readonly code: number;
+  /** `message` is the server's text. */
+  constructor(message: string, code: number) {
+    super(message);
+    this.name = "CallError";
+    this.code = code;
+  }
+}
+
 function callError(error: grpc.ServiceError): Error {
-  return new Error(error.details || error.message);
+  return new CallError(error.details || error.message, error.code);
+}
+
+/** gRPC call metadata, as grpc-js has it. */
+export type CallMetadata = grpc.Metadata;
+
+/** Call metadata carrying `authorization` (`Bearer …`) when there is one. */
+export function callMetadata(authorization?: string): CallMetadata {
+  const metadata = new grpc.Metadata();
+  if (authorization) metadata.set("authorization", authorization);
+  return metadata;
 }
 
 /** One raw GetFlightInfo call; resolves to the encoded FlightInfo. */
@@ -93,6 +115,7 @@ export function getFlightInfoBytes(
   url: string,
   descriptor: Uint8Array,
   timeoutMs = 10_000,
+  authorization?: string,
 ): Promise<Uint8Array> {
   const client = flightClient(url);
   return new Promise<Uint8Array>((resolve, reject) => {
@@ -101,18 +124,22 @@ export function getFlightInfoBytes(
       pass,
       (b) => b,
       descriptor,
-      new grpc.Metadata(),
+      callMetadata(authorization),
       { deadline: Date.now() + timeoutMs },
       (error, value) => error ? reject(callError(error)) : resolve(value!),
     );
   }).finally(() => client.close());
 }
 
-/** One DoAction call with an empty body; resolves to the bodies of its results. */
+/**
+ * One DoAction call with an empty body; resolves to the bodies of its results.
+ * `authorization`, when given, is sent as the call's `authorization` header.
+ */
 export function doActionBodies(
   url: string,
   type: string,
   timeoutMs = 10_000,
+  authorization?: string,
 ): Promise<Uint8Array[]> {
   const client = flightClient(url);
   const action = encodeAction(type, new Uint8Array());
@@ -123,7 +150,7 @@ export function doActionBodies(
       pass,
       (b) => b,
       action,
-      new grpc.Metadata(),
+      callMetadata(authorization),
       { deadline: Date.now() + timeoutMs },
     );
     call.on("data", (bytes: Uint8Array) => {
@@ -193,7 +220,8 @@ function distinctEndpoints(uris: Iterable<string>): Pick<Discovery, "endpoints" 
  * The distinct remote endpoints (`host:port`) of the data servers behind the info
  * server at `url`: from its `scope-map` action, else from a Count over every
  * channel. Reuse-connection and empty locations name no other server and are left
- * out. Throws when the server answers neither.
+ * out. Throws when the server answers neither. `authorization` (`Bearer …`)
+ * goes with both calls, for deployments whose reads need a token.
  *
  * @example
  * ```ts
@@ -201,21 +229,36 @@ function distinctEndpoints(uris: Iterable<string>): Pick<Discovery, "endpoints" 
  * // endpoints: [{ netloc: "data-a:40001", … }, …], method: "scope-map"
  * ```
  */
-export async function discoverEndpoints(url: string, timeoutMs?: number): Promise<Discovery> {
+export async function discoverEndpoints(
+  url: string,
+  timeoutMs?: number,
+  authorization?: string,
+): Promise<Discovery> {
   let scopeMapError: Error;
   try {
-    const bodies = await doActionBodies(url, SCOPE_MAP_ACTION, timeoutMs);
+    const bodies = await doActionBodies(url, SCOPE_MAP_ACTION, timeoutMs, authorization);
     if (bodies.length !== 1) throw new Error(`${bodies.length} results, expected 1`);
     return { ...distinctEndpoints(scopeMapUrls(bodies[0])), method: "scope-map" };
   } catch (error) {
     scopeMapError = error as Error;
   }
   try {
-    const info = await getFlightInfoBytes(url, arrakisDescriptor(COUNT_ALL_COMMAND), timeoutMs);
+    const info = await getFlightInfoBytes(
+      url,
+      arrakisDescriptor(COUNT_ALL_COMMAND),
+      timeoutMs,
+      authorization,
+    );
     return { ...distinctEndpoints(collectLocations(info, Shapes.FlightInfo)), method: "count" };
   } catch (error) {
-    throw new Error(
-      `scope-map action: ${scopeMapError.message}; Count: ${(error as Error).message}`,
-    );
+    const message = `scope-map action: ${scopeMapError.message}; Count: ${
+      (error as Error).message
+    }`;
+    // Refused twice alike (no token, say): the caller can still tell why.
+    const code = error instanceof CallError && scopeMapError instanceof CallError &&
+        error.code === scopeMapError.code
+      ? error.code
+      : undefined;
+    throw code === undefined ? new Error(message) : new CallError(message, code);
   }
 }

@@ -96,6 +96,35 @@ export function classifyLocation(uri: string): LocationKind {
   };
 }
 
+const UNIX_SCHEME = "grpc+unix://";
+
+/**
+ * Whether a {@link LocationMap} local side names a Unix socket (an absolute
+ * path: a forward in the proxy's private directory) rather than a `host:port`.
+ */
+export function isSocketPath(local: string): boolean {
+  return local.startsWith("/");
+}
+
+/** `grpc+unix:///path`: how a location names a Unix socket (pyarrow's Flight client dials it). */
+export function unixLocation(path: string): string {
+  return `${UNIX_SCHEME}${path}`;
+}
+
+/**
+ * The URL that dials a local end: `grpc+unix:///path` for a Unix socket (its
+ * path, or grpc-js's `unix:/path`), `grpc://host:port` for a TCP one.
+ */
+export function localUrl(local: string): string {
+  const path = local.startsWith("unix:") ? local.slice("unix:".length) : local;
+  return isSocketPath(path) ? unixLocation(path) : `grpc://${local}`;
+}
+
+/** The socket path of a `grpc+unix:///path` location; undefined for any other. */
+export function unixPathOf(uri: string): string | undefined {
+  return uri.startsWith(`${UNIX_SCHEME}/`) ? uri.slice(UNIX_SCHEME.length) : undefined;
+}
+
 /** Rebuilds a location with another `host:port`, keeping scheme and the rest. */
 export function withNetloc(location: ParsedLocation, netloc: string): string {
   return `${location.scheme}://${netloc}${location.rest}`;
@@ -110,8 +139,9 @@ export type LocationResolver = (remote: { host: string; port: number; netloc: st
 >;
 
 /**
- * Remote endpoint `host:port` → local forward `host:port`, both ways, growing on
- * demand through a {@link LocationResolver}.
+ * Remote endpoint `host:port` → local forward `host:port` (or the path of a Unix
+ * socket, see {@link isSocketPath}), both ways, growing on demand through a
+ * {@link LocationResolver}.
  *
  * @example
  * ```ts

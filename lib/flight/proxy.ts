@@ -12,7 +12,7 @@
 import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
-import { LocationMap } from "./locations.ts";
+import { localUrl, LocationMap } from "./locations.ts";
 import type { KafkaLocations } from "./kafka_locations.ts";
 import {
   checkPublishFlightInfo,
@@ -40,7 +40,8 @@ export interface FlightProxyOptions {
   /** The Flight server to forward to: `grpc://host:port`, `grpc+tcp://host:port` or `host:port`. */
   backend: string;
   /**
-   * Where to listen, `HOST:PORT`; port 0 picks a free one.
+   * Where to listen, `HOST:PORT` (port 0 picks a free one), or `unix:/path` (a
+   * Unix socket, behind the parent's guarded TCP port).
    * @default {"localhost:31206"}
    */
   listen?: string;
@@ -61,6 +62,28 @@ export interface FlightProxyOptions {
    * Kafka listeners for `forward`); without it they pass unchanged (`direct`).
    */
   kafka?: KafkaLocations;
+  /** The user's token, for deployments whose reads need one (see {@link FlightProxy.setToken}). */
+  token?: ProxyToken;
+}
+
+/**
+ * The user's token as the proxy adds it: to each call that carries no
+ * `authorization` of its own, and the one line a call refused for it gets
+ * (what was sent, how to fix it; never the token), from the parent process.
+ */
+export interface ProxyToken {
+  /** `Bearer …`; none: the proxy has no token to add (the lines still explain). */
+  authorization?: string;
+  /**
+   * Add it to clients' calls. False (`--allow-remote-clients`): only the
+   * proxy's own calls carry it, and clients' refusals pass unexplained.
+   * @default {true}
+   */
+  clients?: boolean;
+  /** What a call the server answered UNAUTHENTICATED (16) says first. */
+  unauthenticated: string;
+  /** What a call the server answered PERMISSION_DENIED (7) says first. */
+  permissionDenied: string;
 }
 
 /**
@@ -88,6 +111,12 @@ const HOP_HEADERS = new Set([
   "grpc-message",
 ]);
 
+/** A call's metadata as the backend gets it; `ours` when the proxy's token (or none) stands for it. */
+interface Outgoing {
+  metadata: grpc.Metadata;
+  ours: boolean;
+}
+
 function forwardable(metadata: grpc.Metadata): grpc.Metadata {
   const out = metadata.clone();
   for (const key of Object.keys(out.getMap())) {
@@ -95,6 +124,9 @@ function forwardable(metadata: grpc.Metadata): grpc.Metadata {
   }
   return out;
 }
+
+/** The trailer in which an Arrow Flight server sends its status message (C++ reads it first). */
+const ARROW_STATUS_MESSAGE = "x-arrow-status-message-bin";
 
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -126,7 +158,7 @@ type ServiceError = Partial<grpc.StatusObject> & { code: grpc.status };
 export class FlightProxy implements AsyncDisposable {
   /** Remote endpoint → local forward map used for rewriting; grows at run time. */
   readonly locations: LocationMap;
-  /** The address it listens on, `host:port`, with the real port. */
+  /** The address it listens on, `host:port` with the real port, or `unix:/path`. */
   readonly address: string;
 
   #server: grpc.Server;
@@ -137,6 +169,9 @@ export class FlightProxy implements AsyncDisposable {
   #closed = false;
   #remoteClients: boolean;
   #kafka?: KafkaLocations;
+  #token: ProxyToken | undefined;
+  // Each refusal line is logged once, not per call.
+  #explained = new Set<string>();
 
   private constructor(
     server: grpc.Server,
@@ -162,9 +197,9 @@ export class FlightProxy implements AsyncDisposable {
     );
   }
 
-  /** The URL clients use: `grpc://host:port`. */
+  /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */
   get url(): string {
-    return `grpc://${this.address}`;
+    return localUrl(this.address);
   }
 
   /**
@@ -186,6 +221,9 @@ export class FlightProxy implements AsyncDisposable {
     const server = new grpc.Server(UNLIMITED);
     const locations = options.locations ?? new LocationMap();
     let port: number;
+    const socket = listen.startsWith("unix:") ? listen.slice("unix:".length) : undefined;
+    // A socket left by a proxy process that died (restarts listen at the same path).
+    if (socket !== undefined) await Deno.remove(socket).catch(() => undefined);
     try {
       port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
@@ -206,12 +244,13 @@ export class FlightProxy implements AsyncDisposable {
     const proxy = new FlightProxy(
       server,
       client,
-      formatNetloc(host, port),
+      socket !== undefined ? listen : formatNetloc(host, port),
       locations,
       logger,
       options.remoteClients ?? false,
       options.kafka,
     );
+    proxy.setToken(options.token);
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
   }
@@ -222,6 +261,15 @@ export class FlightProxy implements AsyncDisposable {
    */
   setUnavailable(reason: string | undefined): void {
     this.#unavailable = reason;
+  }
+
+  /**
+   * The user's token from now on (undefined: add none, explain nothing). A
+   * call that carries its own `authorization` always passes untouched.
+   */
+  setToken(token: ProxyToken | undefined): void {
+    this.#token = token;
+    this.#explained.clear();
   }
 
   /** Stops listening, cancels calls in flight and closes the backend channel. */
@@ -311,6 +359,53 @@ export class FlightProxy implements AsyncDisposable {
       : { code: grpc.status.UNAVAILABLE, details: this.#unavailable };
   }
 
+  /**
+   * The line for a call refused with `code` while it carried the proxy's token
+   * (or none), logged the first time; undefined when `code` is not 16 or 7, or
+   * no token was set.
+   */
+  explainRefusal(code: number): string | undefined {
+    const line = code === grpc.status.UNAUTHENTICATED
+      ? this.#token?.unauthenticated
+      : code === grpc.status.PERMISSION_DENIED
+      ? this.#token?.permissionDenied
+      : undefined;
+    if (line !== undefined && !this.#explained.has(line)) {
+      this.#explained.add(line);
+      this.#logger.warn(line);
+    }
+    return line;
+  }
+
+  /** The metadata to send on: the client's, with the user's token when it carries none. */
+  #outgoing(metadata: grpc.Metadata): Outgoing {
+    const out = forwardable(metadata);
+    const token = this.#token;
+    if (token === undefined || token.clients === false || out.get("authorization").length > 0) {
+      return { metadata: out, ours: false };
+    }
+    if (token.authorization) out.set("authorization", token.authorization);
+    return { metadata: out, ours: true };
+  }
+
+  /** A backend status as the client gets it: a refusal of the proxy's token says why first. */
+  #explain<S extends { code: grpc.status; details?: string; metadata?: grpc.Metadata }>(
+    status: S,
+    ours: boolean,
+  ): S {
+    if (!ours) return status;
+    const line = this.explainRefusal(status.code);
+    if (line === undefined) return status;
+    const details = `${line}; the server said: ${status.details ?? ""}`;
+    // Arrow Flight clients read the message from this trailer before grpc-message.
+    let metadata = status.metadata;
+    if (metadata && metadata.get(ARROW_STATUS_MESSAGE).length > 0) {
+      metadata = metadata.clone();
+      metadata.set(ARROW_STATUS_MESSAGE, Buffer.from(details));
+    }
+    return { ...status, details, metadata };
+  }
+
   #failure(error: unknown, method: FlightMethod): ServiceError {
     if (error instanceof PublishAnswerError) {
       this.#logger.warn(error.message);
@@ -336,12 +431,13 @@ export class FlightProxy implements AsyncDisposable {
       if (refusal) return callback(refusal);
       this.#logger.debug(`${method}`);
       let response: Buffer | undefined;
+      const outgoing = this.#outgoing(call.metadata);
       const backend = this.#client.makeUnaryRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
         passBytes,
         call.request,
-        forwardable(call.metadata),
+        outgoing.metadata,
         this.#callOptions(call),
         (_error, value) => response = value,
       );
@@ -349,7 +445,7 @@ export class FlightProxy implements AsyncDisposable {
       backend.on("metadata", (headers) => call.sendMetadata(forwardable(headers)));
       // The callback above runs just before 'status', so the response is known here.
       backend.on("status", async (status) => {
-        if (status.code !== grpc.status.OK) return callback(status);
+        if (status.code !== grpc.status.OK) return callback(this.#explain(status, outgoing.ours));
         if (response === undefined) {
           return callback({ code: grpc.status.INTERNAL, details: "server sent no response" });
         }
@@ -380,16 +476,17 @@ export class FlightProxy implements AsyncDisposable {
       } catch (error) {
         return call.emit("error", this.#failure(error, method));
       }
+      const outgoing = this.#outgoing(call.metadata);
       const backend = this.#client.makeServerStreamRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
         passBytes,
         toBuffer(request),
-        forwardable(call.metadata),
+        outgoing.metadata,
         this.#callOptions(call),
       );
       call.on("cancelled", () => backend.cancel());
-      this.#pipeResponses(method, backend, call, transform, this.#clientHost(call));
+      this.#pipeResponses(method, backend, call, transform, this.#clientHost(call), outgoing.ours);
     };
   }
 
@@ -398,11 +495,12 @@ export class FlightProxy implements AsyncDisposable {
       const refusal = this.#refusal();
       if (refusal) return call.emit("error", refusal);
       this.#logger.debug(`${method}`);
+      const outgoing = this.#outgoing(call.metadata);
       const backend = this.#client.makeBidiStreamRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
         passBytes,
-        forwardable(call.metadata),
+        outgoing.metadata,
         this.#callOptions(call),
       );
       call.on("cancelled", () => backend.cancel());
@@ -415,7 +513,7 @@ export class FlightProxy implements AsyncDisposable {
       });
       call.on("end", () => backend.end());
       call.on("error", () => backend.cancel());
-      this.#pipeResponses(method, backend, call, undefined, undefined);
+      this.#pipeResponses(method, backend, call, undefined, undefined, outgoing.ours);
     };
   }
 
@@ -426,6 +524,7 @@ export class FlightProxy implements AsyncDisposable {
     call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
     transform: Transform | undefined,
     clientHost: string | undefined,
+    ours: boolean,
   ): void {
     let finished = false;
     let pending: Promise<void> = Promise.resolve();
@@ -467,7 +566,7 @@ export class FlightProxy implements AsyncDisposable {
     backend.once("status", async (status) => {
       await drained;
       await pending;
-      if (status.code !== grpc.status.OK) return fail(status);
+      if (status.code !== grpc.status.OK) return fail(this.#explain(status, ours));
       if (finished) return;
       finished = true;
       call.end(status.metadata);

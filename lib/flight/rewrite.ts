@@ -7,7 +7,16 @@
  * @module
  */
 import { concatBytes, encodeLenField, scanFields, WireType } from "./wire.ts";
-import { classifyLocation, type LocationMap, REUSE_CONNECTION, withNetloc } from "./locations.ts";
+import {
+  classifyLocation,
+  isSocketPath,
+  localUrl,
+  type LocationMap,
+  REUSE_CONNECTION,
+  unixLocation,
+  unixPathOf,
+  withNetloc,
+} from "./locations.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
 import { isKafkaUri, type KafkaLocations, parseKafkaLocation } from "./kafka_locations.ts";
 
@@ -350,7 +359,7 @@ export class LocationRewriter {
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
     // Endpoints with no location are redeemed where reuse-connection ones are.
     const reuse = this.#map.local(REUSE_CONNECTION);
-    const fillEmpty = reuse === undefined ? undefined : `grpc://${reachable(reuse, clientHost)}`;
+    const fillEmpty = reuse === undefined ? undefined : localUrl(reachable(reuse, clientHost));
     const rewrite = () =>
       rewriteLocations(bytes, shape, (uri) => {
         const kind = this.#classify(uri);
@@ -358,7 +367,7 @@ export class LocationRewriter {
           const local = this.#map.local(REUSE_CONNECTION);
           return local === undefined
             ? undefined
-            : this.#announce(uri, `grpc://${reachable(local, clientHost)}`, "the info server");
+            : this.#announce(uri, localUrl(reachable(local, clientHost)), "the info server");
         }
         if (kind.kind === "other-scheme" && this.#kafka?.mode === "forward") {
           const broker = parseKafkaLocation(uri);
@@ -369,9 +378,12 @@ export class LocationRewriter {
         const { location } = kind;
         const local = this.#map.local(location.netloc);
         if (local === undefined && this.#map.canResolve) wanted.set(location.netloc, location);
-        return local === undefined
-          ? undefined
-          : this.#announce(uri, withNetloc(location, reachable(local, clientHost)));
+        return local === undefined ? undefined : this.#announce(
+          uri,
+          isSocketPath(local)
+            ? unixLocation(local)
+            : withNetloc(location, reachable(local, clientHost)),
+        );
       }, fillEmpty);
     const out = rewrite();
     if (wanted.size === 0) return out;
@@ -392,6 +404,12 @@ export class LocationRewriter {
    */
   toRemote(bytes: Uint8Array, shape: MessageShape, clientHost?: string): Uint8Array {
     return rewriteLocations(bytes, shape, (uri) => {
+      const path = unixPathOf(uri);
+      if (path !== undefined) {
+        const remote = this.#map.remote(path);
+        if (remote === undefined) return undefined;
+        return remote === REUSE_CONNECTION ? REUSE_CONNECTION : `grpc://${remote}`;
+      }
       const kind = classifyLocation(uri);
       if (kind.kind === "other-scheme") return this.#kafka?.remote(uri);
       if (kind.kind !== "endpoint") return undefined;
@@ -490,7 +508,7 @@ export class LocationRewriter {
   }
 }
 
-/** A local forward's `host:port` as a client on `clientHost` reaches it. */
+/** A local forward's `host:port` as a client on `clientHost` reaches it (a socket path as it is). */
 function reachable(local: string, clientHost: string | undefined): string {
   if (clientHost === undefined) return local;
   const port = parseNetloc(local)?.port;

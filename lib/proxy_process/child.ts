@@ -14,10 +14,11 @@
  *
  * @module
  */
-import { FlightProxy } from "../flight/proxy.ts";
+import { FlightProxy, type ProxyToken } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
-import { discoverEndpoints } from "../flight/discovery.ts";
 import { type KafkaAddress, KafkaLocations } from "../flight/kafka_locations.ts";
+import { CallError, discoverEndpoints } from "../flight/discovery.ts";
+import { serverInfo } from "../flight/server_info.ts";
 import type { Logger, Verbosity } from "../log.ts";
 import {
   type ChildCall,
@@ -53,12 +54,14 @@ export async function runProxyChild(): Promise<number> {
   const brokers = new Pending<KafkaAddress | undefined>();
   let proxy: FlightProxy | undefined;
   let backend = "";
+  let token: ProxyToken | undefined;
 
   for await (const raw of jsonLines(Deno.stdin.readable)) {
     const message = raw as ToChild;
     switch (message.type) {
       case "start": {
         backend = message.backend;
+        token = message.token;
         const locations = new LocationMap(
           message.locations,
           (remote) => {
@@ -87,6 +90,7 @@ export async function runProxyChild(): Promise<number> {
             channelOptions: message.channelOptions,
             remoteClients: message.remoteClients,
             kafka,
+            token,
           });
         } catch (error) {
           out({ type: "failed", message: (error as Error).message });
@@ -111,6 +115,10 @@ export async function runProxyChild(): Promise<number> {
           message.error === undefined ? { value: message.local } : { error: message.error },
         );
         break;
+      case "token":
+        token = message.token;
+        proxy?.setToken(token);
+        break;
       case "unavailable":
         proxy?.setUnavailable(message.reason);
         break;
@@ -119,9 +127,9 @@ export async function runProxyChild(): Promise<number> {
         break;
       case "call": {
         const { id } = message;
-        answer(message.call, backend, proxy?.url ?? "").then(
+        answer(message.call, backend, token?.authorization).then(
           (value) => out({ type: "answer", id, value }),
-          (error) => out({ type: "answer", id, error: (error as Error).message }),
+          (error) => out({ type: "answer", id, error: explained(error, proxy) }),
         );
         break;
       }
@@ -131,23 +139,40 @@ export async function runProxyChild(): Promise<number> {
   return 0;
 }
 
-/** Makes one call the parent asked for; `backend` is the server, `self` this proxy. */
+/**
+ * An own call's error as the parent gets it: a refusal of the user's token is
+ * said once, in the proxy's warning, and this points at it.
+ */
+function explained(error: unknown, proxy: FlightProxy | undefined): string {
+  const message = (error as Error).message;
+  if (!(error instanceof CallError) || proxy?.explainRefusal(error.code) === undefined) {
+    return message;
+  }
+  return `refused, see the token warning: ${message}`;
+}
+
+/**
+ * Makes one call the parent asked for; `backend` is the server, `authorization`
+ * the user's token (the proxy's own calls carry it too).
+ */
 async function answer(
   call: ChildCall,
   backend: string,
-  self: string,
+  authorization: string | undefined,
 ): Promise<ChildCalls[ChildCall["method"]]["result"]> {
   switch (call.method) {
     case "discover":
-      return await discoverEndpoints(backend, call.args.timeoutMs);
+      return await discoverEndpoints(backend, call.args.timeoutMs, authorization);
+    case "serverInfo":
+      return await serverInfo(backend, call.args.timeoutMs);
     // Loaded on first use: a run never probes, and the client brings apache-arrow.
     case "probe": {
       const { pingFlight } = await import("../flight/client.ts");
-      return await pingFlight(call.args.url, call.args.timeoutMs);
+      return await pingFlight(call.args.url, call.args.timeoutMs, authorization);
     }
     case "fetch": {
       const { sampleFetch } = await import("../flight/client.ts");
-      return await sampleFetch(self, call.args);
+      return await sampleFetch(call.args.url, { ...call.args, authorization });
     }
   }
 }

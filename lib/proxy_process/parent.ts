@@ -14,10 +14,12 @@
  *
  * @module
  */
-import type { LocationMap } from "../flight/locations.ts";
+import { localUrl, type LocationMap } from "../flight/locations.ts";
 import type { Discovery } from "../flight/discovery.ts";
 import type { SampleFetch } from "../flight/client.ts";
 import type { KafkaMode, KafkaResolver } from "../flight/kafka_locations.ts";
+import type { ProxyToken } from "../flight/proxy.ts";
+import type { ServerInfo } from "../flight/server_info.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { readLines } from "../lines.ts";
@@ -37,6 +39,7 @@ import { delay as sleep } from "../async.ts";
 import { stopChild } from "../process.ts";
 
 export type { ChannelOptions } from "./protocol.ts";
+export type { ServerInfo } from "../flight/server_info.ts";
 
 /** Options of {@link IsolatedProxy.start}; the same as FlightProxy's. */
 export interface IsolatedProxyOptions {
@@ -45,7 +48,7 @@ export interface IsolatedProxyOptions {
    * load while the SSH connection is still being set up.
    */
   backend: string | Promise<string>;
-  /** `HOST:PORT` to listen on; port 0 picks one, kept across restarts. */
+  /** `HOST:PORT` to listen on (port 0 picks one, kept across restarts), or `unix:/path`. */
   listen: string;
   /** Remote → local endpoint map; its resolver opens forwards for the child. */
   locations: LocationMap;
@@ -82,6 +85,8 @@ function defaultChildCommand(): string[] {
     "--allow-net",
     "--allow-env",
     "--allow-read",
+    // Connecting to a Unix socket needs write access to it: forwards live in a temp dir.
+    `--allow-write=${[...new Set([Deno.env.get("TMPDIR") ?? "/tmp", "/tmp"])].join(",")}`,
     main,
     PROXY_CHILD_FLAG,
   ];
@@ -99,13 +104,14 @@ const STABLE_MS = 30_000;
 export class IsolatedProxy implements AsyncDisposable {
   /** Remote → local endpoint map (lives here, in the parent). */
   readonly locations: LocationMap;
-  /** Bound `host:port`, kept across restarts. */
+  /** Bound `host:port` (or `unix:/path`), kept across restarts. */
   readonly address: string;
 
   #options: StartedOptions;
   #logger: Logger;
   #child: Child;
   #unavailable: string | undefined;
+  #token: ProxyToken | undefined;
   #closing = false;
   #replacing = false;
   #backoff = new Backoff(RESTART_BACKOFF);
@@ -129,9 +135,9 @@ export class IsolatedProxy implements AsyncDisposable {
     this.#supervising = this.#supervise();
   }
 
-  /** The URL clients use: `grpc://host:port`. */
+  /** The URL clients use: `grpc://host:port`, or `grpc+unix:///path`. */
   get url(): string {
-    return `grpc://${this.address}`;
+    return localUrl(this.address);
   }
 
   /** How many times the child was restarted after dying. */
@@ -178,6 +184,20 @@ export class IsolatedProxy implements AsyncDisposable {
     return this.#child.call({ method: "discover", args: { timeoutMs } });
   }
 
+  /** The server's `server-info` (whether reads need a token), asked by the child. */
+  serverInfo(timeoutMs?: number): Promise<ServerInfo> {
+    return this.#child.call({ method: "serverInfo", args: { timeoutMs } });
+  }
+
+  /**
+   * The user's token from now on, for the child to add to calls (and for every
+   * child that replaces it). It travels only over the child's stdin.
+   */
+  setToken(token: ProxyToken | undefined): void {
+    this.#token = token;
+    this.#child.send({ type: "token", token });
+  }
+
   /** One ListActions round trip to the Flight server at `url`, in ms, made by the child. */
   probe(url: string, timeoutMs: number): Promise<number> {
     return this.#child.call({ method: "probe", args: { url, timeoutMs } });
@@ -185,10 +205,11 @@ export class IsolatedProxy implements AsyncDisposable {
 
   /**
    * A second of `channels` (default: the first ones a Find lists), fetched by the
-   * child through this proxy, summed up (see `sampleFetch`).
+   * child through this proxy at `url` (where clients reach it), summed up (see
+   * `sampleFetch`).
    */
-  sampleFetch(channels: string[], timeoutMs: number): Promise<SampleFetch> {
-    return this.#child.call({ method: "fetch", args: { channels, timeoutMs } });
+  sampleFetch(url: string, channels: string[], timeoutMs: number): Promise<SampleFetch> {
+    return this.#child.call({ method: "fetch", args: { url, channels, timeoutMs } });
   }
 
   /** While set, every call is answered UNAVAILABLE with this reason. */
@@ -234,7 +255,12 @@ export class IsolatedProxy implements AsyncDisposable {
       const child = Child.spawn(this.#options, this.#logger);
       this.#child = child;
       try {
-        await child.start(this.#options as StartedOptions, this.address, this.#unavailable);
+        await child.start(
+          this.#options as StartedOptions,
+          this.address,
+          this.#unavailable,
+          this.#token,
+        );
         this.#restarts++;
         this.#logger.info(`proxy restarted on ${this.address}`);
       } catch (error) {
@@ -308,8 +334,10 @@ class Child {
     options: StartedOptions,
     listen: string,
     unavailable: string | undefined,
+    token?: ProxyToken,
   ): Promise<string> {
     this.send({
+      token,
       type: "start",
       backend: options.backend,
       listen,

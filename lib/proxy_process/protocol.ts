@@ -17,6 +17,8 @@
  */
 import type { Discovery } from "../flight/discovery.ts";
 import type { SampleFetch } from "../flight/client.ts";
+import type { ProxyToken } from "../flight/proxy.ts";
+import type { ServerInfo } from "../flight/server_info.ts";
 import type { Verbosity } from "../log.ts";
 import type { KafkaAddress, KafkaMode } from "../flight/kafka_locations.ts";
 import { readLines } from "../lines.ts";
@@ -34,12 +36,14 @@ export type ChannelOptions = Record<string, string | number>;
  * What the parent asks the child to do over gRPC, by name: its arguments and
  * what it answers. A run asks `discover`; doctor also asks `probe` (one
  * ListActions round trip to a forward, in ms) and `fetch` (a small Stream
- * through the child's own proxy).
+ * through the child's own proxy, at the URL clients use); `serverInfo` learns
+ * whether reads need a token.
  */
 export interface ChildCalls {
   discover: { args: { timeoutMs?: number }; result: Discovery };
+  serverInfo: { args: { timeoutMs?: number }; result: ServerInfo };
   probe: { args: { url: string; timeoutMs: number }; result: number };
-  fetch: { args: { channels: string[]; timeoutMs: number }; result: SampleFetch };
+  fetch: { args: { url: string; channels: string[]; timeoutMs: number }; result: SampleFetch };
 }
 
 /** One request to the child: its name and arguments. */
@@ -61,7 +65,14 @@ export type ToChild =
     remoteClients?: boolean;
     /** `--kafka`; left out, kafka:// locations pass unchanged. */
     kafka?: KafkaMode;
+    /** The user's token, in place before the first call. */
+    token?: ProxyToken;
   }
+  /**
+   * The user's token changed (renewed, expired, none fits any more): the pipe
+   * is the only place it travels, and nothing logs this message.
+   */
+  | { type: "token"; token?: ProxyToken }
   | { type: "resolved"; id: number; local?: string; error?: string }
   /** A Kafka broker's local listener; neither field when the broker cannot be forwarded. */
   | { type: "kafkaResolved"; id: number; local?: KafkaAddress; error?: string }

@@ -10,12 +10,15 @@
  * its forward was answered; otherwise it resolves to `undefined` and the
  * child falls back to the Flight server for its endpoints (one line there).
  *
- * The listeners are local and keep their ports across SSH reconnects; each
- * client connection dials the broker's forward as it is at that moment.
+ * The listeners are local TCP ports (librdkafka has no Unix sockets) and keep
+ * them across SSH reconnects; each client connection dials the broker's
+ * forward (a Unix socket in the run's private directory, or a port) as it is
+ * at that moment.
  *
  * @module
  */
 import type { SshSupervisor } from "../ssh/supervisor.ts";
+import { type LocalAddress, localName } from "../ssh/connection.ts";
 import { serveKafkaBroker } from "../kafka/broker_listener.ts";
 import type { KafkaBrokerListener, KafkaBrokerStats } from "../kafka/broker_listener.ts";
 import { probeKafka } from "../kafka/probe.ts";
@@ -49,7 +52,7 @@ export interface KafkaBrokerForward {
   remote: string;
   /** Its local Kafka listener, `127.0.0.1:PORT`. */
   local: string;
-  /** The SSH forward it relays to, `host:port` (moves on reconnect). */
+  /** The SSH forward it relays to, `host:port` or a socket path (a port may move on reconnect). */
   forward: string;
   /** How many APIs the broker listed in its probe's ApiVersions answer. */
   apis: number;
@@ -74,8 +77,15 @@ export function kafkaForwardKey(netloc: string): string {
 
 interface Broker {
   info: Omit<KafkaBrokerForward, "stats">;
-  forward: HostPort;
+  forward: LocalAddress;
   listener: KafkaBrokerListener;
+}
+
+/** Connects to a forward's local end: its Unix socket, or its port (a wildcard bind is loopback). */
+function dialForward(local: LocalAddress): Promise<Deno.Conn> {
+  if (local.path !== undefined) return Deno.connect({ transport: "unix", path: local.path });
+  const { host, port } = dialableAddress(local);
+  return Deno.connect({ hostname: host, port });
 }
 
 /** The Kafka listeners of one run; `await using` closes them. */
@@ -134,11 +144,11 @@ export class KafkaSession implements AsyncDisposable {
    * A forward the supervisor restored on another port after a reconnect;
    * whether `key` was one of ours.
    */
-  moved(key: string | undefined, local: HostPort): boolean {
+  moved(key: string | undefined, local: LocalAddress): boolean {
     for (const [netloc, broker] of this.#brokers) {
       if (kafkaForwardKey(netloc) !== key) continue;
-      broker.forward = dialableAddress(local);
-      broker.info.forward = formatNetloc(broker.forward.host, broker.forward.port);
+      broker.forward = local;
+      broker.info.forward = localName(local);
       return true;
     }
     return false;
@@ -146,12 +156,12 @@ export class KafkaSession implements AsyncDisposable {
 
   async #open(netloc: string, host: string, port: number): Promise<HostPort | undefined> {
     const { ssh, logger } = this.#options;
-    let forward: HostPort;
+    let forward: LocalAddress;
     let apis: number;
     const started = performance.now();
     try {
-      forward = dialableAddress(await ssh.forward(host, port, { key: kafkaForwardKey(netloc) }));
-      using conn = await Deno.connect({ hostname: forward.host, port: forward.port });
+      forward = await ssh.forward(host, port, { key: kafkaForwardKey(netloc) });
+      using conn = await dialForward(forward);
       apis = (await probeKafka(conn, { timeoutMs: this.#options.probeTimeoutMs })).apis.size;
     } catch (error) {
       const message = (error as Error).message;
@@ -167,14 +177,13 @@ export class KafkaSession implements AsyncDisposable {
       info: {
         remote: netloc,
         local: "",
-        forward: formatNetloc(forward.host, forward.port),
+        forward: localName(forward),
         apis,
         probeMs,
       },
       listener: serveKafkaBroker({
         listen: { hostname: "127.0.0.1" },
-        dialUpstream: () =>
-          Deno.connect({ hostname: broker.forward.host, port: broker.forward.port }),
+        dialUpstream: () => dialForward(broker.forward),
         // Brokers a Metadata answer names get listeners of their own, on demand.
         mapBroker: async (named) => {
           const local = await this.resolve(named);

@@ -70,6 +70,9 @@ export function masterArgs(options: MasterArgsOptions): string[] {
     // Forwards from the user's ssh_config belong to their own sessions.
     "-o",
     "ClearAllForwardings=yes",
+    // Unix-socket forwards are re-created at the same path after a reconnect.
+    "-o",
+    "StreamLocalBindUnlink=yes",
     ...userSshArgs(options),
     "-o",
     `ServerAliveInterval=${alive}`,
@@ -106,4 +109,13 @@ export function muxArgs(controlPath: string): string[] {
 /** `-L` argument: the local end on `bind` (loopback unless remote clients are allowed); IPv6 bracketed. */
 export function forwardSpec(bind: string, localPort: number, host: string, port: number): string {
   return `${formatNetloc(bind, localPort)}:${formatNetloc(host, port)}`;
+}
+
+/**
+ * `-L` argument for a forward whose local end is the Unix socket `path` (which
+ * must not contain ":", the spec's separator); ssh creates it mode 0600.
+ */
+export function unixForwardSpec(path: string, host: string, port: number): string {
+  if (path.includes(":")) throw new TypeError(`a forward's socket path cannot hold ":": ${path}`);
+  return `${path}:${formatNetloc(host, port)}`;
 }

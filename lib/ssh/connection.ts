@@ -37,7 +37,7 @@ import {
   type SshRunner,
   StderrTee,
 } from "./command.ts";
-import { forwardSpec, masterArgs, muxArgs } from "./args.ts";
+import { forwardSpec, masterArgs, muxArgs, unixForwardSpec } from "./args.ts";
 import { makeControlDir } from "./control_dir.ts";
 import { isAddressFree, reserveFreePort } from "../net/free_port.ts";
 import { readSessionEnv, sessionEnvCommand } from "./session_env.ts";
@@ -100,14 +100,34 @@ export interface ConnectOptions {
    * @default {"127.0.0.1"}
    */
   bindAddress?: string;
+  /**
+   * A private (0700) directory: forwards then listen on Unix sockets in it
+   * (`-L PATH:host:port`, mode 0600), which no other user can reach, instead of
+   * on TCP ports. It outlives the connection (its owner removes it), so a
+   * reconnect re-creates each forward at the same path.
+   */
+  socketDir?: string;
 }
 
-/** A local end of a forward. */
-export interface LocalAddress {
-  /** {@link ConnectOptions.bindAddress}: `"127.0.0.1"` unless remote clients are allowed. */
-  host: string;
-  /** Local TCP port. */
-  port: number;
+/** A local end of a forward: a TCP port, or (with {@link ConnectOptions.socketDir}) a Unix socket. */
+export type LocalAddress =
+  | {
+    /** {@link ConnectOptions.bindAddress}: `"127.0.0.1"` unless remote clients are allowed. */
+    host: string;
+    /** Local TCP port. */
+    port: number;
+    path?: undefined;
+  }
+  | {
+    /** The Unix socket. */
+    path: string;
+    host?: undefined;
+    port?: undefined;
+  };
+
+/** A local end as the location map names it: `host:port`, or the socket's path. */
+export function localName(local: LocalAddress): string {
+  return local.path ?? formatNetloc(local.host, local.port);
 }
 
 /** Lifecycle of a {@link SshConnection}. */
@@ -252,7 +272,7 @@ export class SshConnection implements AsyncDisposable {
   forward(
     remoteHost: string,
     remotePort: number,
-    options: { localPort?: number; key?: string } = {},
+    options: { localPort?: number; localPath?: string; key?: string } = {},
   ): Promise<LocalAddress> {
     this.#assertOpen();
     const host = checkForwardTarget(remoteHost, remotePort);
@@ -260,7 +280,10 @@ export class SshConnection implements AsyncDisposable {
     const key = options.key ?? formatNetloc(host, remotePort);
     let pending = this.#forwards.get(key);
     if (pending === undefined) {
-      pending = options.localPort === undefined
+      const socketDir = this.#options.socketDir;
+      pending = socketDir !== undefined
+        ? this.#openUnix(host, remotePort, options.localPath ?? newSocketPath(socketDir))
+        : options.localPort === undefined
         ? this.#openBatched(host, remotePort)
         : this.#openForward(host, remotePort, options.localPort);
       this.#forwards.set(key, pending);
@@ -440,6 +463,42 @@ export class SshConnection implements AsyncDisposable {
     });
   }
 
+  /**
+   * A forward to a Unix socket at `path`, batched like {@link #openBatched}; on
+   * its own when the batch fails (StreamLocalBindUnlink replaces a stale socket).
+   */
+  #openUnix(host: string, port: number, path: string): Promise<LocalAddress> {
+    const spec = unixForwardSpec(path, host, port);
+    const request = Promise.withResolvers<boolean>();
+    if (!this.#batch) {
+      const batch: ForwardBatch = [];
+      this.#batch = batch;
+      setTimeout(() => this.#sendBatch(batch), 0);
+    }
+    this.#batch.push({ spec, done: request });
+    return request.promise.then(async (ok) => {
+      if (!ok) {
+        const result = await runSsh(this.#runner, [
+          ...muxArgs(this.controlPath),
+          "-O",
+          "forward",
+          "-L",
+          spec,
+          "--",
+          this.host,
+        ]);
+        if (result.code !== 0) {
+          throw new UserError(
+            `forward ${path} → ${formatNetloc(host, port)} over ${this.host} failed: ${
+              lastLine(result.stderr) || `ssh exit ${result.code}`
+            }`,
+          );
+        }
+      }
+      return { path };
+    });
+  }
+
   async #sendBatch(batch: ForwardBatch): Promise<void> {
     this.#batch = undefined;
     let ok = false;
@@ -496,4 +555,9 @@ export class SshConnection implements AsyncDisposable {
       }
     }
   }
+}
+
+/** A fresh socket name in `dir`: short (sun_path holds ~104 bytes) and without ":". */
+function newSocketPath(dir: string): string {
+  return `${dir}/f-${crypto.randomUUID().slice(0, 8)}`;
 }

@@ -272,9 +272,12 @@ export class SshSupervisor implements AsyncDisposable {
       [...this.#targets.values()].map(async (target) => {
         const local = await connection.forward(target.host, target.port, {
           localPort: target.local?.port,
+          localPath: target.local?.path,
           key: target.key,
         });
-        if (local.port !== target.local?.port) moved.push({ ...target, local });
+        if (local.port !== target.local?.port || local.path !== target.local?.path) {
+          moved.push({ ...target, local });
+        }
         target.local = local;
       }),
     );
