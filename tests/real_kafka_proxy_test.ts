@@ -33,6 +33,19 @@ import {
 } from "./fixtures/real_kafka_client.ts";
 import { lastJson } from "./fixtures/real_client.ts";
 import type { KafkaBroker } from "./fixtures/kafka_broker.ts";
+import { otherUser } from "./fixtures/other_user.ts";
+
+/** Sends ApiVersions v0 to 127.0.0.1:argv[1] and prints how many answer bytes came back (0: closed). */
+const API_VERSIONS = `
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+body = struct.pack(">hhih", 18, 0, 7, 1) + b"x"
+s.sendall(struct.pack(">i", len(body)) + body)
+try:
+    print(len(s.recv(4)))
+except ConnectionResetError:
+    print(0)
+`;
 
 const python = requirePython();
 const CHANNELS = KAFKA_CHANNELS.map((channel) => channel.name);
@@ -252,30 +265,49 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       },
     );
 
-    await t.step("arrakis.Publisher through the proxy produces through the listener", async () => {
-      await stopInner();
-      await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
-      await using outside = await startKafkaPublisher(undefined, { url: proxy.url }).catch(
-        (error) => {
-          throw new Error(`${error.message}\nthe proxy said:\n${proxy.stderr()}`);
-        },
-      );
-      publisher = outside;
-      await outside.waitForBlocks(8);
-      assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
-      assertMatch(
-        proxy.stderr(),
-        SERVED,
-      );
-      assert(
-        (await broker.connections()).some((connection) => connection.pids.some(isSshd)),
-        "the producer's connection did not come from the login host's sshd",
-      );
-      // What it published is there for a reader inside, with the values it gave them.
-      const interval = await pastInterval();
-      const read = await inside(cluster, ["fetch", ...interval, ...CHANNELS]);
-      checkKafkaBlocks(read.blocks as KafkaClientBlock[], KAFKA_CHANNELS);
-    });
+    await t.step(
+      "arrakis.Publisher through the proxy produces through the listener, ours alone",
+      async () => {
+        await stopInner();
+        await using proxy = await startProxy(["-v", ...sshArgs(cluster)], {
+          env: await pythonEnv(),
+        });
+        await using outside = await startKafkaPublisher(undefined, { url: proxy.url }).catch(
+          (error) => {
+            throw new Error(`${error.message}\nthe proxy said:\n${proxy.stderr()}`);
+          },
+        );
+        publisher = outside;
+        await outside.waitForBlocks(8);
+        assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
+        assertMatch(
+          proxy.stderr(),
+          SERVED,
+        );
+        assert(
+          (await broker.connections()).some((connection) => connection.pids.some(isSshd)),
+          "the producer's connection did not come from the login host's sshd",
+        );
+        // The listener is ours alone: another account on this machine gets no answer.
+        const port = /^127\.0\.0\.1:(\d+) /.exec(kafkaListeners(proxy.stderr())[0])![1];
+        await using other = await otherUser();
+        assertEquals((await other.python(API_VERSIONS, port)).stdout.trim(), "0");
+        const mine = await new Deno.Command("/usr/bin/python3", {
+          args: ["-c", API_VERSIONS, port],
+          stdout: "piped",
+        }).output();
+        assertEquals(new TextDecoder().decode(mine.stdout).trim(), "4");
+        await waitFor(
+          () => proxy.stderr().includes(`uid ${other.uid}, not this proxy's user`),
+          10_000,
+          "the refusal line",
+        );
+        // What it published is there for a reader inside, with the values it gave them.
+        const interval = await pastInterval();
+        const read = await inside(cluster, ["fetch", ...interval, ...CHANNELS]);
+        checkKafkaBlocks(read.blocks as KafkaClientBlock[], KAFKA_CHANNELS);
+      },
+    );
 
     await t.step("doctor: the broker through its forward, and the test fetch", async () => {
       await real.reloadScopeMap(kafkaScopeMap({ name: INFO.name, host: "", port: INFO.port }));
