@@ -9,6 +9,7 @@
  */
 import { parseCommandLine } from "./command_line.ts";
 import { parseServerUrl } from "./netloc.ts";
+import { type KafkaMode, parseKafkaMode } from "./flight/kafka_locations.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
@@ -32,6 +33,7 @@ export const OPTIONS = {
   "ssh-option": { type: "string", short: "o", multiple: true },
   "allow-remote-clients": { type: "boolean" },
   "reuse-through-proxy": { type: "boolean" },
+  kafka: { type: "string" },
   "token-file": { type: "string" },
   "token-audience": { type: "string" },
   "no-token": { type: "boolean" },
@@ -70,6 +72,9 @@ Options:
                             allow a non-loopback --listen address (no authentication!)
       --reuse-through-proxy data the info server serves itself flows through the proxy
                             (default: a forward straight to it, off the proxy)
+      --kafka MODE          data the server hands out at kafka:// brokers: forward
+                            (default: each broker over SSH to a local Kafka listener),
+                            flight (through the Arrakis server), direct (unchanged)
       --token-file FILE     protected servers: read the token only from FILE
                             (default: where the arrakis client looks, for the
                             remote server's audience)
@@ -111,6 +116,7 @@ export const DOCTOR_OPTIONS = {
   server: { type: "string", short: "s" },
   "ssh-config": { type: "string", short: "F" },
   "ssh-option": { type: "string", short: "o", multiple: true },
+  kafka: { type: "string" },
   channel: { type: "string", short: "c", multiple: true },
   "token-file": { type: "string" },
   "token-audience": { type: "string" },
@@ -132,6 +138,8 @@ Options:
   -s, --server URL          remote Arrakis server (default: remote $ARRAKIS_SERVER)
   -F, --ssh-config FILE     passed to ssh as -F
   -o, --ssh-option OPTION   passed to ssh as -o (repeatable)
+      --kafka MODE          the run's Kafka mode: forward (default; each broker the
+                            test fetch names is checked through its forward), flight, direct
   -c, --channel NAME        channel for the test fetch (repeatable; default: from a Find)
       --token-file FILE     protected servers: read the token only from FILE
                             (default: where the arrakis client looks, for the
@@ -148,6 +156,7 @@ export interface DoctorArgs extends TokenOptions {
   server?: string;
   sshConfig?: string;
   sshOptions: string[];
+  kafka?: KafkaMode;
   channels: string[];
   verbose: boolean;
 }
@@ -169,6 +178,7 @@ export function parseDoctorCli(args: string[]): DoctorArgs | "help" {
     server: checkedServer(values.server),
     sshConfig: values["ssh-config"],
     sshOptions: values["ssh-option"] ?? [],
+    ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
     channels: values.channel ?? [],
     verbose: values.verbose ?? false,
     ...parseTokenOptions(values),
@@ -224,6 +234,7 @@ async function doctorMain(args: string[]): Promise<number> {
       server: cli.server,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
+      kafka: cli.kafka,
       channels: cli.channels,
       tokenFile: cli.tokenFile,
       tokenAudience: cli.tokenAudience,
@@ -248,6 +259,8 @@ export interface CliArgs extends TokenOptions {
   sshOptions: string[];
   allowRemoteClients: boolean;
   reuseThroughProxy: boolean;
+  /** `--kafka`; left out, the default (`forward`). */
+  kafka?: KafkaMode;
   verbosity: Verbosity;
   /** `-f`: run in the background (see lib/background/). */
   background?: { shell: ShellSyntax; giveUpAfterSeconds?: number };
@@ -289,6 +302,7 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     sshOptions: values["ssh-option"] ?? [],
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     reuseThroughProxy: values["reuse-through-proxy"] ?? false,
+    ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
     ...parseTokenOptions(values),
     ...(background && { background }),
@@ -368,6 +382,7 @@ export async function main(args: string[]): Promise<number> {
       listen: cli.listen,
       allowRemoteClients: cli.allowRemoteClients,
       reuseThroughProxy: cli.reuseThroughProxy,
+      kafka: cli.kafka,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       tokenFile: cli.tokenFile,

@@ -178,7 +178,7 @@ export async function doctor(
         options.channels ?? [],
         timeoutMs,
       );
-      const { data, channels, endpoints } = fetched;
+      const { data, channels, endpoints, kafka } = fetched;
       result.data = data;
       const span = data.span
         ? `, GPS ${data.span.start.toFixed(3)}–${data.span.end.toFixed(3)}`
@@ -188,9 +188,11 @@ export async function doctor(
         ok: data.rows > 0,
         detail: `Stream of ${channels.length} channel(s) from ${endpoints} ` +
           `endpoint(s): ${data.rows} rows, ${data.channels.length} channel column(s)` +
-          `${span}${data.rows > 0 ? "" : " (no data came back)"}`,
+          `${span}${data.rows > 0 ? "" : " (no data came back)"}` +
+          (kafka.length ? `; Kafka-backed endpoints read at their Flight fallback` : ""),
         ms: fetched.ms,
       }) && healthy;
+      healthy = checkKafka(run, kafka, check) && healthy;
     } catch (error) {
       healthy = check({ name: "data fetch", ok: false, detail: errorText(error) }) && healthy;
     }
@@ -200,6 +202,43 @@ export async function doctor(
     logger.progress("");
     report(`${"result".padEnd(28)} ${result.healthy ? "healthy" : "NOT healthy"}`);
   }
+}
+
+/**
+ * One line per broker the test fetch's answer named (`kafka` its kafka://
+ * locations, as the proxy rewrote them): in forward mode, its listener and
+ * the ApiVersions round trip through its SSH forward; else the mode.
+ */
+function checkKafka(run: Run, kafka: string[], check: (entry: DoctorCheck) => boolean): boolean {
+  if (kafka.length === 0) return true;
+  const mode = run.options.kafka ?? "forward";
+  if (!run.kafka) {
+    return check({
+      name: "kafka",
+      ok: true,
+      detail: `${mode} mode: endpoints at ${kafka.join(", ")}` +
+        (mode === "flight" ? ", read through the Arrakis server" : ", passed to clients unchanged"),
+    });
+  }
+  let ok = true;
+  for (const broker of run.kafka.brokers) {
+    ok = check({
+      name: `kafka broker ${broker.remote}`,
+      ok: true,
+      detail: `→ ${broker.local} (SSH forward ${broker.forward}), ApiVersions answered ` +
+        `(${broker.apis} APIs)`,
+      ms: broker.probeMs,
+    }) && ok;
+  }
+  for (const { remote, error } of run.kafka.refused) {
+    ok = check({
+      name: `kafka broker ${remote}`,
+      ok: false,
+      detail: `no ApiVersions answer through its SSH forward (${error}): a run reads its ` +
+        `endpoints through the Arrakis server`,
+    }) && ok;
+  }
+  return ok;
 }
 
 async function sshVersion(ssh: string): Promise<string> {

@@ -103,6 +103,13 @@ export function netlocOfUrl(url: string): string | undefined {
 
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|::1)$/i;
 
+/** A bound address as this machine dials it: a wildcard bind means loopback. */
+export function dialableAddress(bound: HostPort): HostPort {
+  if (bound.host === "0.0.0.0") return { host: "127.0.0.1", port: bound.port };
+  if (bound.host === "::") return { host: "::1", port: bound.port };
+  return { host: bound.host, port: bound.port };
+}
+
 /** Whether a listen host only accepts connections from this machine. */
 export function isLoopbackHost(host: string): boolean {
   return LOOPBACK.test(host);

@@ -114,9 +114,14 @@ export interface SshProxy extends AsyncDisposable {
   /**
    * The forwards in use, remote `host:port` → local `host:port` (or the socket
    * path of a forward or of the header relay in front of it); grows on demand.
-   * The second one to the server, for reuse-connection endpoints, says so in `purpose`.
+   * The second one to the server, for reuse-connection endpoints, says so in
+   * `purpose`, and so does each Kafka broker's listener (`kafka`, local = the listener).
    */
-  readonly forwards: readonly { remote: string; local: string; purpose?: "reuse-connection" }[];
+  readonly forwards: readonly {
+    remote: string;
+    local: string;
+    purpose?: "reuse-connection" | "kafka";
+  }[];
   /** How often the SSH connection was lost and made again. */
   readonly reconnects: number;
   /**
@@ -184,11 +189,18 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
       return ssh.state;
     },
     get forwards() {
-      return run.locations.entries().map(([remote, local]) =>
-        remote === REUSE_CONNECTION
-          ? { remote: serverNetloc, local, purpose: "reuse-connection" as const }
-          : { remote, local }
-      );
+      return [
+        ...run.locations.entries().map(([remote, local]) =>
+          remote === REUSE_CONNECTION
+            ? { remote: serverNetloc, local, purpose: "reuse-connection" as const }
+            : { remote, local }
+        ),
+        ...(run.kafka?.brokers ?? []).map(({ remote, local }) => ({
+          remote,
+          local,
+          purpose: "kafka" as const,
+        })),
+      ];
     },
     get reconnects() {
       return run.reconnects;

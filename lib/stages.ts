@@ -50,9 +50,10 @@ import {
 } from "./flight/locations.ts";
 import { TokenRelays } from "./http2/token_relays.ts";
 import { type GuardedForward, serveGuardedPort } from "./net/guarded_forward.ts";
-import { CAN_CHECK_PEER } from "./net/guard.ts";
+import { admitsOwnUser, CAN_CHECK_PEER } from "./net/guard.ts";
 import type { Discovery } from "./flight/discovery.ts";
 import {
+  dialableAddress,
   formatNetloc,
   type HostPort,
   isLoopbackHost,
@@ -61,6 +62,8 @@ import {
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { withTimeout } from "./async.ts";
+import type { KafkaMode } from "./flight/kafka_locations.ts";
+import { type KafkaAdmit, KafkaSession } from "./session/kafka.ts";
 import {
   type CarriedToken,
   carryToken,
@@ -82,6 +85,12 @@ export interface SshOptions {
   interactive?: boolean;
   /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
   logger?: Logger;
+  /**
+   * What becomes of `kafka://` locations (`--kafka`): `forward` each broker over
+   * SSH to a local Kafka listener, `flight` (through the Arrakis server), or
+   * `direct` (unchanged). @default {"forward"}
+   */
+  kafka?: KafkaMode;
 }
 
 /** The connection options of a run (and of doctor, which makes the same connection). */
@@ -163,6 +172,8 @@ export interface Run {
   reconnects: number;
   /** The SSH master, kept up (connect). */
   ssh?: SshSupervisor;
+  /** The Kafka listeners, one per broker, opened on demand (`--kafka forward` only). */
+  kafka?: KafkaSession;
   /** The Arrakis server to forward (find the server). */
   server?: RemoteServer;
   /**
@@ -245,9 +256,9 @@ function limited<T>(run: Run, promise: Promise<T>, what: string): Promise<T> {
  */
 export function dialUrl(local: string): string {
   const netloc = parseNetloc(local);
-  if (netloc?.host === "0.0.0.0") return localUrl(formatNetloc("127.0.0.1", netloc.port));
-  if (netloc?.host === "::") return localUrl(formatNetloc("::1", netloc.port));
-  return localUrl(local);
+  if (!netloc) return localUrl(local);
+  const address = dialableAddress(netloc);
+  return localUrl(formatNetloc(address.host, address.port));
 }
 
 /**
@@ -302,6 +313,11 @@ export const connectStage: Stage = {
           const server = run.server && formatNetloc(run.server.host, run.server.port);
           for (const { host, port, key, local } of moved) {
             const remote = formatNetloc(host, port);
+            // A Kafka listener keeps its port; only what it dials moved.
+            if (run.kafka?.moved(key, local)) {
+              logger.debug(`Kafka broker ${remote}: its SSH forward moved to ${localName(local)}`);
+              continue;
+            }
             logger.info(`forwarding ${localName(local)} → ${remote} (moved)`);
             if (key === REUSE_FORWARD) {
               locations.set(REUSE_CONNECTION, handOut(run, local, remote));
@@ -315,6 +331,39 @@ export const connectStage: Stage = {
       }),
     );
     return "master connection up";
+  },
+};
+
+/**
+ * Which connections the Kafka listeners serve: only this user's processes, as
+ * at the guarded client port (TCP, since librdkafka has no Unix sockets); all
+ * with remote clients allowed, whose processes this machine cannot name.
+ */
+function kafkaAdmit(run: Run): KafkaAdmit | undefined {
+  return run.remoteClients ? undefined : (conn) => admitsOwnUser(conn, run.logger);
+}
+
+/**
+ * Kafka: with `--kafka forward` (the default), the session that gives each
+ * broker a kafka:// location names a local Kafka listener over SSH, opened when
+ * a FlightInfo first names the broker (see `session/kafka.ts`).
+ */
+export const kafkaStage: Stage = {
+  name: "kafka",
+  run(run) {
+    const mode = run.options.kafka ?? "forward";
+    if (mode === "forward") {
+      run.kafka = run.stack.use(
+        new KafkaSession({
+          ssh: needs(run.ssh, "the SSH connection"),
+          logger: run.logger,
+          admit: kafkaAdmit(run),
+          probeTimeoutMs: run.options.timeoutMs,
+        }),
+      );
+    }
+    // No line of its own in doctor's report: brokers are checked once the test fetch names them.
+    return Promise.resolve(undefined);
   },
 };
 
@@ -422,6 +471,11 @@ export const serveStage: Stage = {
       logger: run.logger,
       remoteClients: run.remoteClients,
       channelOptions: BACKEND_CHANNEL_OPTIONS,
+      kafka: {
+        mode: run.options.kafka ?? "forward",
+        // Asked only once the proxy serves, after the Kafka stage made the session.
+        resolver: (broker) => run.kafka?.resolve(broker) ?? Promise.resolve(undefined),
+      },
     });
     proxy.catch(() => {/* awaited in the stage, or at clean-up */});
     run.proxyStarting = { proxy, backend };
@@ -557,6 +611,7 @@ export const forwardAllStage: Stage = {
 /** Every stage of a run, in order: the one list `sshProxy` and `doctor` run. */
 export const STAGES: readonly Stage[] = [
   connectStage,
+  kafkaStage,
   findServerStage,
   forwardServerStage,
   serveStage,

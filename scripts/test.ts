@@ -35,6 +35,7 @@ const SLOW = [
   "tests/reliability_test.ts",
   "tests/load_test.ts",
   "tests/real_arrakis_test.ts",
+  "tests/real_kafka_proxy_test.ts",
   "tests/arrakis_proxy_module_test.ts",
 ];
 /** Pure unit tests (no servers, no in-process gRPC to crash): one `deno test` for them all. */
@@ -42,6 +43,7 @@ const UNIT = [
   "tests/arrow_ipc_test.ts",
   "tests/cli_test.ts",
   "tests/free_port_test.ts",
+  "tests/kafka_session_test.ts",
   "tests/methods_test.ts",
   "tests/rewrite_test.ts",
   "tests/shell_lines_test.ts",

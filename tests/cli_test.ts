@@ -35,6 +35,11 @@ Deno.test("options, host and command split at --", () => {
   });
 });
 
+Deno.test("--kafka names a mode; forward when left out", () => {
+  assertEquals((parseCli(["--kafka", "flight", "login"]) as { kafka?: string }).kafka, "flight");
+  assertEquals((parseCli(["login"]) as { kafka?: string }).kafka, undefined);
+});
+
 Deno.test("help and version win over everything else", () => {
   assertEquals(parseCli(["--help", "host"]), "help");
   assertEquals(parseCli(["-V"]), "version");
@@ -49,6 +54,7 @@ Deno.test("bad usage is a UsageError with one clear line", () => {
       [["host", "--"], "missing COMMAND"],
       [["-v", "-q", "host"], "conflict"],
       [["-s"], "--server"],
+      [["--kafka", "carrier-pigeon", "host"], "--kafka"],
     ] as const
   ) {
     const error = assertThrows(() => parseCli([...args]), UsageError);

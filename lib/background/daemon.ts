@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { KafkaMode } from "../flight/kafka_locations.ts";
 import { formatNetloc } from "../netloc.ts";
 import { sshProxy } from "../ssh_proxy.ts";
 import { listenAddress } from "../net/listen_address.ts";
@@ -49,6 +50,8 @@ export interface DaemonConfig extends TokenOptions {
   allowRemoteClients?: boolean;
   /** `--reuse-through-proxy`. */
   reuseThroughProxy?: boolean;
+  /** `--kafka`. */
+  kafka?: KafkaMode;
   /** `-F`. */
   sshConfig?: string;
   /** Each `-o`. */
@@ -87,6 +90,7 @@ export async function runDaemon(configText: string): Promise<number> {
       listen: config.listen,
       allowRemoteClients: config.allowRemoteClients,
       reuseThroughProxy: config.reuseThroughProxy,
+      kafka: config.kafka,
       sshConfig: config.sshConfig,
       sshOptions: config.sshOptions,
       tokenFile: config.tokenFile,

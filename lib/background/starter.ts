@@ -52,6 +52,7 @@ export interface BackgroundOptions extends
     | "listen"
     | "allowRemoteClients"
     | "reuseThroughProxy"
+    | "kafka"
     | "sshConfig"
     | "sshOptions"
     | "tokenFile"
@@ -140,6 +141,7 @@ export async function startBackgroundProxy(
       listen: options.listen,
       allowRemoteClients: options.allowRemoteClients,
       reuseThroughProxy: options.reuseThroughProxy,
+      kafka: options.kafka,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
       tokenFile: options.tokenFile,

@@ -44,7 +44,7 @@ export interface ProxyRecord {
   /** The listen address, `HOST:PORT`. */
   listen: string;
   /** Open SSH forwards: local → remote. */
-  forwards: { local: string; remote: string; purpose?: "reuse-connection" }[];
+  forwards: { local: string; remote: string; purpose?: "reuse-connection" | "kafka" }[];
   /** When it became ready (ISO 8601). */
   started: string;
   /** `up`, or `reconnecting` while the SSH connection is down. */

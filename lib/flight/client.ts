@@ -24,6 +24,7 @@ import { FLIGHT_SERVICE, flightPackageDefinition } from "./proto.ts";
 import { arrakisJson, CallError, callMetadata, EVERY_CHANNEL } from "./discovery.ts";
 import { flightClient } from "./channel.ts";
 import { REUSE_CONNECTION } from "./locations.ts";
+import { isKafkaUri } from "./kafka_locations.ts";
 import { type FlightData, flightDataToTable } from "./arrow_ipc.ts";
 
 const service = flightPackageDefinition[FLIGHT_SERVICE] as grpc.ServiceDefinition;
@@ -46,6 +47,8 @@ export interface FetchedEndpoint {
   table: Table;
   /** How long its DoGet took, in milliseconds. */
   ms: number;
+  /** The kafka:// location it led with, read past (this client speaks Flight only). */
+  kafka?: string;
 }
 
 interface Decoded {
@@ -129,7 +132,10 @@ export async function fetchArrakis(
       settings,
     );
     return await Promise.all(flightInfo.endpoint.map(async (endpoint) => {
-      const location = endpoint.location[0]?.uri ?? REUSE_CONNECTION;
+      // Flight only: a Kafka-backed endpoint is read at its Flight fallback.
+      const kafka = endpoint.location.find(({ uri }) => isKafkaUri(uri))?.uri;
+      const location = endpoint.location.find(({ uri }) => !isKafkaUri(uri))?.uri ??
+        REUSE_CONNECTION;
       let client = info;
       if (location !== REUSE_CONNECTION) opened.push(client = connect(location));
       const started = performance.now();
@@ -139,7 +145,8 @@ export async function fetchArrakis(
         { ticket: endpoint.ticket?.ticket ?? new Uint8Array() },
         settings,
       );
-      return { location, table: flightDataToTable(messages), ms: performance.now() - started };
+      const table = flightDataToTable(messages);
+      return { location, table, ms: performance.now() - started, ...(kafka && { kafka }) };
     }));
   } finally {
     for (const client of [info, ...opened]) client.close();
@@ -221,6 +228,8 @@ export interface SampleFetch {
   channels: string[];
   /** How many endpoints the answer named. */
   endpoints: number;
+  /** The kafka:// locations they led with (read at their Flight fallbacks instead). */
+  kafka: string[];
   /** Rows, channels and time span. */
   data: DataSummary;
   /** How long the Stream took (GetFlightInfo and every DoGet). */
@@ -256,6 +265,7 @@ export async function sampleFetch(
   return {
     channels,
     endpoints: fetched.length,
+    kafka: [...new Set(fetched.flatMap((endpoint) => endpoint.kafka ?? []))],
     data: summarizeTables(fetched.map((endpoint) => endpoint.table)),
     ms: performance.now() - started,
   };

@@ -13,6 +13,13 @@ import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { localUrl, LocationMap } from "./locations.ts";
+import type { KafkaLocations } from "./kafka_locations.ts";
+import {
+  checkPublishFlightInfo,
+  isPublishDoGet,
+  PublishAnswerError,
+  publishDoGetTransform,
+} from "./publish_answer.ts";
 import {
   EndpointUnavailableError,
   LocationRewriter,
@@ -51,6 +58,11 @@ export interface FlightProxyOptions {
    * address the forwards listen on.
    */
   remoteClients?: boolean;
+  /**
+   * What to do with `kafka://` locations (`--kafka`, with the resolver to the
+   * Kafka listeners for `forward`); without it they pass unchanged (`direct`).
+   */
+  kafka?: KafkaLocations;
   /** The user's token, for deployments whose reads need one (see {@link FlightProxy.setToken}). */
   token?: ProxyToken;
 }
@@ -157,6 +169,7 @@ export class FlightProxy implements AsyncDisposable {
   #unavailable: string | undefined;
   #closed = false;
   #remoteClients: boolean;
+  #kafka?: KafkaLocations;
   #token: ProxyToken | undefined;
   // Each refusal line is logged once, not per call.
   #explained = new Set<string>();
@@ -168,8 +181,10 @@ export class FlightProxy implements AsyncDisposable {
     locations: LocationMap,
     logger: Logger,
     remoteClients: boolean,
+    kafka?: KafkaLocations,
   ) {
     this.#remoteClients = remoteClients;
+    this.#kafka = kafka;
     this.#server = server;
     this.#client = client;
     this.address = address;
@@ -179,6 +194,7 @@ export class FlightProxy implements AsyncDisposable {
       locations,
       (message) => logger.warn(message),
       (message) => logger.debug(message),
+      kafka,
     );
   }
 
@@ -242,6 +258,7 @@ export class FlightProxy implements AsyncDisposable {
       locations,
       logger,
       options.remoteClients ?? false,
+      options.kafka,
     );
     proxy.setToken(options.token);
     server.addService(rawFlightService(), proxy.#handlers());
@@ -290,13 +307,25 @@ export class FlightProxy implements AsyncDisposable {
   #handlers(): grpc.UntypedServiceImplementation {
     const toLocal = (shape: MessageShape): Transform => (bytes, clientHost) =>
       this.#rewriter.toLocal(bytes, shape, clientHost);
+    // arrakis.Publisher through the proxy (forward mode): its Publish DoGet must
+    // come here, so that the brokers it is told about are the local listeners.
+    const publishing = this.#kafka?.mode === "forward" ? this.#kafka : undefined;
+    const flightInfo: Transform = (bytes, clientHost) =>
+      publishing && checkPublishFlightInfo(bytes)
+        ? bytes
+        : this.#rewriter.toLocal(bytes, Shapes.FlightInfo, clientHost);
     const handlers: Record<FlightMethod, grpc.UntypedHandleCall> = {
       Handshake: this.#bidi("Handshake"),
       ListFlights: this.#serverStream("ListFlights", undefined, () => toLocal(Shapes.FlightInfo)),
-      GetFlightInfo: this.#unary("GetFlightInfo", toLocal(Shapes.FlightInfo)),
+      GetFlightInfo: this.#unary("GetFlightInfo", flightInfo),
       PollFlightInfo: this.#unary("PollFlightInfo", toLocal(Shapes.PollInfo)),
       GetSchema: this.#unary("GetSchema"),
-      DoGet: this.#serverStream("DoGet"),
+      DoGet: this.#serverStream(
+        "DoGet",
+        undefined,
+        (ticket) =>
+          publishing && isPublishDoGet(ticket) ? publishDoGetTransform(publishing) : undefined,
+      ),
       DoPut: this.#bidi("DoPut"),
       DoExchange: this.#bidi("DoExchange"),
       DoAction: this.#serverStream(
@@ -388,6 +417,10 @@ export class FlightProxy implements AsyncDisposable {
   }
 
   #failure(error: unknown, method: FlightMethod): ServiceError {
+    if (error instanceof PublishAnswerError) {
+      this.#logger.warn(error.message);
+      return { code: grpc.status.FAILED_PRECONDITION, details: error.message };
+    }
     if (error instanceof EndpointUnavailableError) {
       return { code: grpc.status.UNAVAILABLE, details: error.message };
     }

@@ -18,6 +18,7 @@ import {
   withNetloc,
 } from "./locations.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
+import { isKafkaUri, type KafkaLocations, parseKafkaLocation } from "./kafka_locations.ts";
 
 /** Marks the field that holds the URI itself in a {@link MessageShape}. */
 export const URI = "uri";
@@ -226,6 +227,70 @@ export function rewriteLocations(
   return out;
 }
 
+/**
+ * Reorders the locations of each FlightEndpoint: `order` gets an endpoint's
+ * location URIs and answers the new order as indices (or `undefined`: keep
+ * it). Only the Location fields move, each copied whole; an endpoint keeps its
+ * length, so nothing around it changes. Returns the input buffer itself when
+ * nothing moved. Throws `WireError` on malformed bytes.
+ */
+export function reorderEndpointLocations(
+  bytes: Uint8Array,
+  shape: MessageShape,
+  order: (uris: string[]) => number[] | undefined,
+): Uint8Array {
+  const input = plainView(bytes);
+  let out: Uint8Array | undefined;
+  const endpoint = (start: number, end: number) => {
+    const locations: { start: number; end: number; uri: string }[] = [];
+    const others: { start: number; end: number }[] = [];
+    scanFields(input, start, end, (number, wireType, fieldStart, valueStart, fieldEnd) => {
+      if (number !== 2 || wireType !== WireType.LEN) {
+        others.push({ start: fieldStart, end: fieldEnd });
+        return;
+      }
+      let uri = "";
+      scanFields(input, valueStart, fieldEnd, (inner, innerType, _start, uriStart, uriEnd) => {
+        if (inner === 1 && innerType === WireType.LEN) {
+          uri = utf8Lenient.decode(input.subarray(uriStart, uriEnd));
+        }
+      });
+      locations.push({ start: fieldStart, end: fieldEnd, uri });
+    });
+    const wanted = order(locations.map((location) => location.uri));
+    if (wanted === undefined || wanted.every((index, position) => index === position)) return;
+    if (
+      wanted.length !== locations.length ||
+      new Set(wanted).size !== wanted.length ||
+      wanted.some((index) => !(index >= 0 && index < locations.length))
+    ) {
+      throw new RangeError(`not a reordering of ${locations.length} locations: ${wanted}`);
+    }
+    // The span from the first location to the last: locations in their new
+    // order, then any other field that sat between them, as it was.
+    const from = locations[0].start;
+    const to = locations[locations.length - 1].end;
+    out ??= input.slice();
+    let pos = from;
+    const put = (field: { start: number; end: number }) => {
+      out!.set(input.subarray(field.start, field.end), pos);
+      pos += field.end - field.start;
+    };
+    for (const index of wanted) put(locations[index]);
+    for (const field of others) if (field.start > from && field.end < to) put(field);
+  };
+  const walk = (start: number, end: number, shape: MessageShape) =>
+    scanFields(input, start, end, (number, wireType, _start, valueStart, fieldEnd) => {
+      const inner = shape[number];
+      if (inner === undefined || inner === URI || wireType !== WireType.LEN) return;
+      if (inner === FLIGHT_ENDPOINT) endpoint(valueStart, fieldEnd);
+      else walk(valueStart, fieldEnd, inner);
+    });
+  if (shape === FLIGHT_ENDPOINT) endpoint(0, input.length);
+  else walk(0, input.length, shape);
+  return out ?? bytes;
+}
+
 /** A remote endpoint could not be forwarded; the proxy answers UNAVAILABLE. */
 export class EndpointUnavailableError extends Error {
   /** `netloc` is the remote `host:port`; `cause` why its forward failed. */
@@ -254,11 +319,18 @@ export class EndpointUnavailableError extends Error {
  *
  * For clients on other machines (`clientHost`, the host they dialled), local
  * forwards are named by that host rather than by the address they listen on.
+ *
+ * `kafka://` locations follow `kafka` (kafka_locations.ts): unchanged without
+ * it or in the `direct` mode; moved behind their endpoint's Flight fallback in
+ * the `flight` mode; in the `forward` mode rewritten to the brokers' local
+ * listeners, except in endpoints with a broker that cannot be forwarded, which
+ * get the `flight` treatment.
  */
 export class LocationRewriter {
   #map: LocationMap;
   #warn: (message: string) => void;
   #note: (message: string) => void;
+  #kafka?: KafkaLocations;
   #seen = new Set<string>();
 
   /** Rewrites through `map`; `warn` gets refusals, `note` one-time notices. */
@@ -266,10 +338,12 @@ export class LocationRewriter {
     map: LocationMap,
     warn: (message: string) => void = () => {},
     note: (message: string) => void = () => {},
+    kafka?: KafkaLocations,
   ) {
     this.#map = map;
     this.#warn = warn;
     this.#note = note;
+    this.#kafka = kafka;
   }
 
   /**
@@ -279,6 +353,7 @@ export class LocationRewriter {
    * cannot be opened.
    */
   async toLocal(bytes: Uint8Array, shape: MessageShape, clientHost?: string): Promise<Uint8Array> {
+    bytes = await this.#kafkaLocations(bytes, shape);
     // Optimistic: one pass when every endpoint is known (the common case); when
     // some are new, open their forwards and rewrite again.
     const wanted = new Map<string, { host: string; port: number; netloc: string }>();
@@ -293,6 +368,11 @@ export class LocationRewriter {
           return local === undefined
             ? undefined
             : this.#announce(uri, localUrl(reachable(local, clientHost)), "the info server");
+        }
+        if (kind.kind === "other-scheme" && this.#kafka?.mode === "forward") {
+          const broker = parseKafkaLocation(uri);
+          const local = broker && this.#kafka.local(broker);
+          return local === undefined ? undefined : this.#announce(uri, local, "its Kafka listener");
         }
         if (kind.kind !== "endpoint") return undefined;
         const { location } = kind;
@@ -331,6 +411,7 @@ export class LocationRewriter {
         return remote === REUSE_CONNECTION ? REUSE_CONNECTION : `grpc://${remote}`;
       }
       const kind = classifyLocation(uri);
+      if (kind.kind === "other-scheme") return this.#kafka?.remote(uri);
       if (kind.kind !== "endpoint") return undefined;
       const { location } = kind;
       const remote = clientHost !== undefined &&
@@ -340,6 +421,64 @@ export class LocationRewriter {
       if (remote === undefined) return undefined;
       return remote === REUSE_CONNECTION ? REUSE_CONNECTION : withNetloc(location, remote);
     });
+  }
+
+  /**
+   * The kafka:// part of {@link toLocal}: in the `flight` mode every endpoint's
+   * kafka locations move behind the others; in `forward` each broker is
+   * forwarded first, and only endpoints naming one that cannot be get moved.
+   */
+  async #kafkaLocations(bytes: Uint8Array, shape: MessageShape): Promise<Uint8Array> {
+    const kafka = this.#kafka;
+    if (kafka === undefined || kafka.mode === "direct") return bytes;
+    const uris = collectLocations(bytes, shape).filter(isKafkaUri);
+    if (uris.length === 0) return bytes;
+    const unforwarded = new Set<string>();
+    if (kafka.mode === "forward") {
+      await Promise.all([...new Set(uris)].map(async (uri) => {
+        const broker = parseKafkaLocation(uri);
+        if (broker === undefined) {
+          unforwarded.add(uri);
+          this.#warnOnce(
+            `kafka ${uri}`,
+            `location ${JSON.stringify(uri)} is not a Kafka broker's kafka://host:port: ` +
+              `its endpoints stream through the Arrakis server instead`,
+          );
+        } else if (await kafka.resolve(broker) === undefined) unforwarded.add(uri);
+      }));
+      if (unforwarded.size === 0) return bytes;
+    }
+    return reorderEndpointLocations(bytes, shape, (locations) => {
+      const moved = locations.filter((uri) =>
+        isKafkaUri(uri) && (kafka.mode === "flight" || unforwarded.has(uri))
+      );
+      if (moved.length === 0) return undefined;
+      if (!locations.some((uri) => !isKafkaUri(uri))) {
+        this.#warnOnce(
+          `kafka-only ${locations.join(" ")}`,
+          `an endpoint has only Kafka locations (${locations.join(", ")}) and no Flight ` +
+            `location to stream through instead: it passes unchanged`,
+        );
+        return undefined;
+      }
+      for (const uri of moved) {
+        this.#announce(uri, "behind the Flight location", "the client streams through Arrakis");
+      }
+      const indices = locations.map((_, index) => index);
+      const last = (index: number) => isKafkaUri(locations[index]);
+      return [...indices.filter((index) => !last(index)), ...indices.filter(last)];
+    });
+  }
+
+  /** Whether a Kafka mode other than `direct` takes care of `uri` (and says so itself). */
+  #handlesKafka(uri: string): boolean {
+    return isKafkaUri(uri) && this.#kafka !== undefined && this.#kafka.mode !== "direct";
+  }
+
+  #warnOnce(key: string, message: string): void {
+    if (this.#seen.has(key)) return;
+    this.#seen.add(key);
+    this.#warn(message);
   }
 
   /** Notes, once per URI, where it is sent; returns the new URI. */
@@ -358,7 +497,7 @@ export class LocationRewriter {
     if (kind.kind === "unsupported") {
       this.#seen.add(uri);
       this.#warn(`location ${JSON.stringify(uri)} passed on unchanged: ${kind.reason}`);
-    } else if (kind.kind === "other-scheme") {
+    } else if (kind.kind === "other-scheme" && !this.#handlesKafka(uri)) {
       this.#seen.add(uri);
       this.#note(
         `location ${JSON.stringify(uri)} passed on unchanged: ${kind.scheme}:// is not ` +

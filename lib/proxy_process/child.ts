@@ -16,6 +16,7 @@
  */
 import { FlightProxy, type ProxyToken } from "../flight/proxy.ts";
 import { LocationMap } from "../flight/locations.ts";
+import { type KafkaAddress, KafkaLocations } from "../flight/kafka_locations.ts";
 import { CallError, type CallTarget, discoverEndpoints } from "../flight/discovery.ts";
 import { serverInfo } from "../flight/server_info.ts";
 import type { Logger, Verbosity } from "../log.ts";
@@ -50,6 +51,7 @@ export async function runProxyChild(): Promise<number> {
     progress() {},
   });
   const forwards = new Pending<string>();
+  const brokers = new Pending<KafkaAddress | undefined>();
   let proxy: FlightProxy | undefined;
   let backend = "";
   let token: ProxyToken | undefined;
@@ -68,14 +70,26 @@ export async function runProxyChild(): Promise<number> {
             return promise;
           },
         );
+        const logger = childLogger(message.level);
+        // The parent owns SSH and the Kafka listeners: brokers are asked of it.
+        const kafka = message.kafka && new KafkaLocations({
+          mode: message.kafka,
+          resolver: ({ host, port }) => {
+            const { id, promise } = brokers.open();
+            out({ type: "resolveKafka", id, host, port });
+            return promise;
+          },
+          warn: (line) => logger.warn(line),
+        });
         try {
           proxy = await FlightProxy.start({
             backend: message.backend,
             listen: message.listen,
             locations,
-            logger: childLogger(message.level),
+            logger,
             channelOptions: message.channelOptions,
             remoteClients: message.remoteClients,
+            kafka,
             token,
           });
         } catch (error) {
@@ -95,6 +109,12 @@ export async function runProxyChild(): Promise<number> {
         );
         break;
       }
+      case "kafkaResolved":
+        brokers.settle(
+          message.id,
+          message.error === undefined ? { value: message.local } : { error: message.error },
+        );
+        break;
       case "token":
         token = message.token;
         proxy?.setToken(token);

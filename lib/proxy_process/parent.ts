@@ -17,6 +17,7 @@
 import { localUrl, type LocationMap } from "../flight/locations.ts";
 import type { Discovery } from "../flight/discovery.ts";
 import type { SampleFetch } from "../flight/client.ts";
+import type { KafkaMode, KafkaResolver } from "../flight/kafka_locations.ts";
 import type { ProxyToken } from "../flight/proxy.ts";
 import type { ServerInfo } from "../flight/server_info.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -57,6 +58,11 @@ export interface IsolatedProxyOptions {
   channelOptions?: ChannelOptions;
   /** Name forwards by the host each client dialled (clients on other machines). */
   remoteClients?: boolean;
+  /**
+   * `--kafka` and, for `forward`, what answers the child's asks for a broker's
+   * local listener; left out, kafka:// locations pass unchanged.
+   */
+  kafka?: { mode: KafkaMode; resolver?: KafkaResolver };
   /**
    * The command that runs a child; by default this program with
    * {@link PROXY_CHILD_FLAG} (the compiled binary itself, or `deno run main.ts`).
@@ -274,6 +280,7 @@ class Child {
   #messages: AsyncGenerator<unknown>;
   #logger: Logger;
   #locations: LocationMap;
+  #kafka?: KafkaResolver;
   #calls = new Pending<unknown>();
 
   private constructor(process: Deno.ChildProcess, options: IsolatedProxyOptions, logger: Logger) {
@@ -282,6 +289,7 @@ class Child {
     this.#messages = jsonLines(process.stdout);
     this.#logger = logger;
     this.#locations = options.locations;
+    this.#kafka = options.kafka?.resolver;
     this.#readErrors(process.stderr);
     // A child that dies never answers what it was asked.
     process.status.then(() => this.#calls.failAll(new Error("the proxy process died")));
@@ -338,6 +346,7 @@ class Child {
       unavailable,
       level: this.#logger.level,
       remoteClients: options.remoteClients,
+      kafka: options.kafka?.mode,
     });
     while (true) {
       const next = await this.#messages.next();
@@ -380,6 +389,14 @@ class Child {
         this.#locations.resolve({ host, port, netloc }).then(
           (local) => this.send({ type: "resolved", id, local }),
           (error) => this.send({ type: "resolved", id, error: (error as Error).message }),
+        );
+        break;
+      }
+      case "resolveKafka": {
+        const { id, host, port } = message;
+        (this.#kafka?.({ host, port }) ?? Promise.resolve(undefined)).then(
+          (local) => this.send({ type: "kafkaResolved", id, local }),
+          (error) => this.send({ type: "kafkaResolved", id, error: (error as Error).message }),
         );
         break;
       }

@@ -20,6 +20,7 @@ import type { SampleFetch } from "../flight/client.ts";
 import type { ProxyToken } from "../flight/proxy.ts";
 import type { ServerInfo } from "../flight/server_info.ts";
 import type { Verbosity } from "../log.ts";
+import type { KafkaAddress, KafkaMode } from "../flight/kafka_locations.ts";
 import { readLines } from "../lines.ts";
 
 /** First argument that makes `main.ts` (or the compiled binary) run as a proxy child. */
@@ -62,6 +63,8 @@ export type ToChild =
     /** The parent logger's level: the child sends debug lines only at `verbose`. */
     level: Verbosity;
     remoteClients?: boolean;
+    /** `--kafka`; left out, kafka:// locations pass unchanged. */
+    kafka?: KafkaMode;
     /** The user's token, in place before the first call. */
     token?: ProxyToken;
   }
@@ -71,6 +74,8 @@ export type ToChild =
    */
   | { type: "token"; token?: ProxyToken }
   | { type: "resolved"; id: number; local?: string; error?: string }
+  /** A Kafka broker's local listener; neither field when the broker cannot be forwarded. */
+  | { type: "kafkaResolved"; id: number; local?: KafkaAddress; error?: string }
   | { type: "unavailable"; reason?: string }
   | { type: "set"; remote: string; local: string }
   | { type: "call"; id: number; call: ChildCall };
@@ -80,6 +85,8 @@ export type FromChild =
   | { type: "ready"; address: string }
   | { type: "failed"; message: string }
   | { type: "resolve"; id: number; host: string; port: number; netloc: string }
+  /** A kafka:// location's broker, to be forwarded (`--kafka forward`). */
+  | { type: "resolveKafka"; id: number; host: string; port: number }
   | { type: "log"; level: "debug" | "info" | "warn"; message: string }
   | { type: "answer"; id: number; value?: unknown; error?: string };
 
