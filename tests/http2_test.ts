@@ -380,3 +380,19 @@ Deno.test("a bad stream ends in a GOAWAY, after the whole frames before it", () 
     }
   }
 });
+
+Deno.test("with dropGoaway the client's GOAWAY is left out, however the stream is cut", () => {
+  const goaway = frame(FrameType.GOAWAY, 0, 0, hex("0000000100000000"));
+  const stream = concat([CLIENT_PREFACE, SETTINGS, data(1, 300), goaway, WINDOW, data(3, 40)]);
+  const without = concat([CLIENT_PREFACE, SETTINGS, data(1, 300), WINDOW, data(3, 40)]);
+  for (const size of [1, 7, 9, 17, stream.length]) {
+    for (const dropGoaway of [true, false]) {
+      const rewriter = new RequestRewriter({ authorization: () => undefined, dropGoaway });
+      const out: Uint8Array[] = [];
+      for (let at = 0; at < stream.length; at += size) {
+        for (const piece of rewriter.push(stream.subarray(at, at + size))) out.push(piece.slice());
+      }
+      assertEquals(concat(out), dropGoaway ? without : stream, `pieces of ${size}`);
+    }
+  }
+});

@@ -34,6 +34,8 @@ export interface HeaderRelayOptions {
   name?: string;
   /** Largest request header block accepted. @default {262144} */
   maxHeaderBlockBytes?: number;
+  /** Leave out the client's GOAWAY frames (in front of a grpc-js server under Deno). @default {false} */
+  dropGoaway?: boolean;
 }
 
 // Server-to-client carries the bulk data (PIPE_BUFFER, large); requests are small.
@@ -56,6 +58,7 @@ export async function relayHttp2(client: Deno.Conn, options: HeaderRelayOptions)
   const rewriter = new RequestRewriter({
     authorization: options.authorization,
     maxHeaderBlockBytes: options.maxHeaderBlockBytes,
+    dropGoaway: options.dropGoaway,
   });
   const up = (async () => {
     const buffer = new Uint8Array(UPSTREAM_BUFFER);

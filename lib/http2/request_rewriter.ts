@@ -43,6 +43,8 @@ export interface RequestRewriterOptions {
   authorization: () => string | undefined;
   /** Largest header block (all its frames' payloads) accepted. @default {262144} */
   maxHeaderBlockBytes?: number;
+  /** Leave out the client's GOAWAY frames (see {@link RequestRewriter}). @default {false} */
+  dropGoaway?: boolean;
 }
 
 const AUTHORIZATION = "authorization";
@@ -63,6 +65,10 @@ export class RequestRewriter {
   #head = new Uint8Array(FRAME_HEADER_SIZE);
   #headLength = 0;
   #passLeft = 0;
+  // Payload bytes of a dropped frame still to skip.
+  #dropLeft = 0;
+  #dropping = false;
+  #dropGoaway: boolean;
   // The header frame being read: its payload, and how much of it is still to come.
   #frame = new Uint8Array(0);
   #frameFilled = 0;
@@ -80,6 +86,7 @@ export class RequestRewriter {
   constructor(options: RequestRewriterOptions) {
     this.#authorization = options.authorization;
     this.#maxBlock = options.maxHeaderBlockBytes ?? 262144;
+    this.#dropGoaway = options.dropGoaway ?? false;
     this.#decoder = new HpackDecoder({ maxHeaderListSize: 4 * this.#maxBlock });
   }
 
@@ -111,6 +118,11 @@ export class RequestRewriter {
           if (runStart < 0) runStart = pos;
           pos += n;
           this.#prefaceLeft -= n;
+        } else if (this.#dropLeft > 0) {
+          flushRun(pos);
+          const n = Math.min(this.#dropLeft, chunk.length - pos);
+          pos += n;
+          this.#dropLeft -= n;
         } else if (this.#passLeft > 0) {
           const n = Math.min(this.#passLeft, chunk.length - pos);
           if (runStart < 0) runStart = pos;
@@ -128,7 +140,8 @@ export class RequestRewriter {
             if (runStart < 0) runStart = pos;
           } else {
             flushRun(pos);
-            if (this.#frame.length === 0) this.#headerFrameDone(out);
+            if (this.#dropping) this.#dropping = false;
+            else if (this.#frame.length === 0) this.#headerFrameDone(out);
           }
           pos += FRAME_HEADER_SIZE;
         } else {
@@ -141,6 +154,7 @@ export class RequestRewriter {
           if (this.#headLength < FRAME_HEADER_SIZE) continue;
           this.#headLength = 0;
           if (this.#startFrame(this.#head)) out.push(this.#head.slice());
+          else if (this.#dropping) this.#dropping = false;
           else if (this.#frame.length === 0) this.#headerFrameDone(out);
         }
       }
@@ -165,6 +179,13 @@ export class RequestRewriter {
       throw new Http2Error("header block interrupted by another frame");
     }
     if (type === FrameType.PUSH_PROMISE) throw new Http2Error("PUSH_PROMISE from a client");
+    if (type === FrameType.GOAWAY && this.#dropGoaway) {
+      // Deno's nghttp2 can abort the serving process on a client's GOAWAY
+      // (denoland/deno#36788); the close that follows ends the session as well.
+      this.#dropLeft = length;
+      this.#dropping = true;
+      return false;
+    }
     if (type !== FrameType.HEADERS && type !== FrameType.CONTINUATION) {
       this.#passLeft = length;
       return true;

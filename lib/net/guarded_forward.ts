@@ -1,7 +1,8 @@
 /**
  * The proxy's client port, kept to its user: a TCP listener whose connections
- * are admitted only from the proxy's own uid (`guard.ts`) and then piped to a
- * Unix socket in the private directory, where the gRPC server listens.
+ * are admitted only from the proxy's own uid (`guard.ts`) and then relayed,
+ * frame by frame but unchanged except that the client's GOAWAY is left out, to
+ * a Unix socket in the private directory, where the gRPC server listens.
  *
  * @example
  * ```ts
@@ -18,7 +19,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { formatNetloc, type HostPort } from "../netloc.ts";
 import { admitsOwnUser } from "./guard.ts";
-import { closeQuietly, pipeConnections } from "./pipe.ts";
+import { relayHttp2 } from "../http2/relay.ts";
 import { type ConnectionServer, serveConnections } from "./serve_connections.ts";
 
 /** Options of {@link serveGuardedForward}. */
@@ -40,16 +41,16 @@ export function serveGuardedForward(
   const logger = options.logger ?? silentLogger;
   return serveConnections(listener, async (conn) => {
     if (!await admitsOwnUser(conn, logger)) return;
-    let target: Deno.Conn;
-    try {
-      target = await options.dial();
-    } catch (error) {
-      logger.warn(`cannot pass a client connection on: ${(error as Error).message}`);
-      closeQuietly(conn);
-      return;
-    }
-    // Closing conn (at close) ends the pipe, which closes target too.
-    await pipeConnections(conn, target);
+    // Frame by frame, so that the client's GOAWAY never reaches the grpc-js
+    // child: Deno's nghttp2 aborts on one after many streams (denoland/deno#36788).
+    // Closing conn (at close) ends the relay, which closes the child's end too.
+    await relayHttp2(conn, {
+      dial: options.dial,
+      authorization: () => undefined,
+      dropGoaway: true,
+      logger,
+      name: "the proxy process",
+    });
   });
 }
 
