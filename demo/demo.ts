@@ -116,7 +116,7 @@ async function main(args: string[]): Promise<number> {
     [...proxy.stderr().matchAll(/forwarding (\S+) → (\S+)/g)].map((m) => [m[1], m[2]]),
   );
   const via = (location: string) => {
-    const local = location.replace(/^grpc:\/\//, "");
+    const local = location.replace(/^grpc(\+unix)?:\/\//, "");
     return remoteOf.has(local) ? `${local} → ${remoteOf.get(local)}` : "(same connection)";
   };
   const rows = [["channel", "via", "rate", "samples", "first", "last"]];
