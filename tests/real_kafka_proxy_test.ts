@@ -11,13 +11,13 @@
  * the Arrakis server, with the listener's own debug line for the client, and
  * no Stream DoGet on the server.
  *
- * One broker (one JVM) for the whole file. Needs root, the pinned Python peers
+ * One broker for the whole file (the last step restarts its JVM once). Needs root, the pinned Python peers
  * (`bash .ci/python-venv`) and the broker's jars (`bash .ci/kafka-jars`).
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { type Cluster, startCluster } from "./fixtures/cluster.ts";
 import { runProxy, startProxy } from "./fixtures/proxy_cli.ts";
-import { findProcesses, waitFor } from "./fixtures/processes.ts";
+import { findProcesses, runCommand, waitFor } from "./fixtures/processes.ts";
 import { pythonEnv, requirePython } from "./fixtures/python.ts";
 import {
   KAFKA_BROKER,
@@ -92,6 +92,18 @@ async function sawSshdReader(broker: KafkaBroker, done: Promise<unknown>): Promi
 /** `forwarding 127.0.0.1:P → kafka:9092 (Kafka)` lines: the listeners, by broker. */
 function kafkaListeners(stderr: string): string[] {
   return [...stderr.matchAll(/forwarding (\S+) → (\S+) \(Kafka\)/g)].map((m) => `${m[1]} ${m[2]}`);
+}
+
+/**
+ * The blocks of `arrakis stream --json` (one SeriesBlock a line), as the client
+ * script prints them: `time_ns` taken from the text, beyond a double's precision.
+ */
+function cliBlocks(stdout: string): KafkaClientBlock[] {
+  return stdout.split("\n").filter((line) => line.startsWith("{")).map((line) => {
+    const time = /"time_ns": (\d+)/.exec(line)?.[1];
+    assert(time, line.slice(0, 200));
+    return { time_ns: time, data: JSON.parse(line).data };
+  });
 }
 
 /** Runs the client through `arrakis-proxy … -- python …` and returns its JSON and stderr. */
@@ -185,6 +197,28 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       assertEquals(streamDoGets(real.log()), relayed, "the server relayed the stream");
     });
 
+    await t.step("the arrakis CLI's stream, run with the printed export line", async () => {
+      await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
+      const url = /^export ARRAKIS_SERVER=(\S+)$/.exec(await proxy.exportLine)?.[1];
+      assert(url, proxy.stdout());
+      const relayed = streamDoGets(real.log());
+      const run = runCommand(python.arrakis, {
+        args: ["stream", "--json", "--duration", "3", ...CHANNELS],
+        env: { ...await pythonEnv(), ARRAKIS_SERVER: url },
+        signal: AbortSignal.timeout(120_000),
+      });
+      const sshdRead = await sawSshdReader(broker, run);
+      const result = await run;
+      assertEquals(result.code, 0, `${result.stderr}\n${proxy.stderr()}`);
+      const blocks = cliBlocks(result.stdout);
+      assertEquals(blocks.length, 12, result.stdout);
+      checkKafkaBlocks(blocks, KAFKA_CHANNELS);
+      assert(sshdRead, "no broker connection came from the login host's sshd");
+      assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
+      assertMatch(proxy.stderr(), SERVED);
+      assertEquals(streamDoGets(real.log()), relayed, "the server relayed the stream");
+    });
+
     await t.step("past data: arrakis.fetch equals the same call made inside", async (t) => {
       const interval = await pastInterval();
       const direct = await inside(cluster, ["fetch", ...interval, ...CHANNELS]);
@@ -206,6 +240,27 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
         assert(streamDoGets(real.log()) > relayed, "the server did not relay the fetch");
       });
     });
+
+    await t.step(
+      "past data: a bounded arrakis.stream equals the same call made inside",
+      async () => {
+        const interval = await pastInterval();
+        const direct = await inside(cluster, ["stream-span", ...interval, ...CHANNELS]);
+        const relayed = streamDoGets(real.log());
+        const { json, stderr } = await throughProxy(cluster, [], [
+          "stream-span",
+          ...interval,
+          ...CHANNELS,
+        ]);
+        assertEquals(json, direct);
+        const blocks = json.blocks as KafkaClientBlock[];
+        assertEquals(blocks.length, 4);
+        checkKafkaBlocks(blocks, KAFKA_CHANNELS);
+        assertEquals(kafkaListeners(stderr).length, 1);
+        assertMatch(stderr, SERVED);
+        assertEquals(streamDoGets(real.log()), relayed, "the server relayed the stream");
+      },
+    );
 
     await t.step("the SSH master killed mid-stream: the listener keeps its port", async () => {
       await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
@@ -386,6 +441,47 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       const kafka = forwards.filter((forward) => forward.purpose === "kafka");
       assertEquals(kafka.map((forward) => forward.remote), [BROKER]);
       assertMatch(kafka[0].local, /^127\.0\.0\.1:\d+$/);
+    });
+    await t.step("the broker restarted mid-stream through the real command", async () => {
+      await using live = await startKafkaPublisher(cluster.netns);
+      await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
+      const client = new Deno.Command(python.python, {
+        args: [REAL_KAFKA_CLIENT, "stream", "60", ...CHANNELS],
+        env: { ...await pythonEnv(), ARRAKIS_SERVER: proxy.url },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const output = client.output();
+      await waitFor(() => SERVED.test(proxy.stderr()), 60_000, "the listener's client");
+      await live.waitForBlocks(live.published.length + 8);
+      const before = proxy.stderr().length;
+      const relayed = streamDoGets(real.log());
+      const stoppedAt = live.published.at(-1)!;
+      await broker.stop();
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await broker.start();
+      const done = await output;
+      const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+      assert(done.success, `the client failed:\n${decode(done.stderr)}\n${proxy.stderr()}`);
+      const blocks = lastJson(decode(done.stdout)).blocks as KafkaClientBlock[];
+      assertEquals(blocks.length, 60);
+      const times = blocks.map((block) => BigInt(block.time_ns));
+      for (let i = 1; i < times.length; i++) {
+        assertEquals(times[i] - times[i - 1], KAFKA_STRIDE_NS, `a gap after block ${i - 1}`);
+      }
+      // The outage comes back as masked (gap-filled) blocks; every whole block holds
+      // what was published, and the stream ends on data read after the restart.
+      const whole = blocks.filter((block) =>
+        Object.values(block.data).every((samples) => !samples.includes(null))
+      );
+      checkKafkaBlocks(whole, KAFKA_CHANNELS);
+      assert(whole.includes(blocks.at(-1)!), "the stream did not recover after the restart");
+      assert(times.at(-1)! > stoppedAt, "the stream ended before the broker stopped");
+      // The same listener, and librdkafka reached the restarted broker through it.
+      assertEquals(kafkaListeners(proxy.stderr()).length, 1, proxy.stderr());
+      assertMatch(proxy.stderr().slice(before), SERVED);
+      assertEquals(streamDoGets(real.log()), relayed, "the server relayed the stream");
     });
   } catch (error) {
     console.error(`server log:\n${real.log()}\npublisher:\n${publisher.log()}`);
