@@ -204,3 +204,38 @@ export function physicalMiB(pids: number[]): number {
 export function sumRssMiB(pids: number[], options: { peak?: boolean } = {}): number {
   return pids.reduce((sum, pid) => sum + rssMiB(pid, options), 0);
 }
+
+/**
+ * Memory of a process tree while `load` runs, two ways: the physical memory
+ * of all its processes together (each page once, {@link physicalMiB}) idle
+ * before and its largest sample (every 100 ms) during; and the same as the sum
+ * of VmRSS (every 20 ms), which counts shared pages once per process, plus the
+ * sum of every process's VmHWM after (an upper bound: they need not peak at once).
+ */
+export async function treeMemory(pid: number, load: () => Promise<unknown>) {
+  const tree = processTree(pid);
+  const idle = physicalMiB(tree.own);
+  const idleRss = sumRssMiB(tree.own);
+  const idleSsh = sumRssMiB(tree.ssh);
+  let peak = idle;
+  let peakRss = idleRss;
+  const sampleRss = setInterval(() => peakRss = Math.max(peakRss, sumRssMiB(tree.own)), 20);
+  const sample = setInterval(() => peak = Math.max(peak, physicalMiB(tree.own)), 100);
+  try {
+    await load();
+  } finally {
+    clearInterval(sampleRss);
+    clearInterval(sample);
+  }
+  peak = Math.max(peak, physicalMiB(tree.own));
+  peakRss = Math.max(peakRss, sumRssMiB(tree.own));
+  return {
+    processes: tree.own.length,
+    idleMiB: idle,
+    peakMiB: peak,
+    idleRssSumMiB: idleRss,
+    peakRssSumMiB: peakRss,
+    peakHwmSumMiB: sumRssMiB(tree.own, { peak: true }),
+    sshIdleMiB: idleSsh,
+  };
+}

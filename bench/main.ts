@@ -7,7 +7,8 @@
  * proxy (the real `main.ts` command) and the seed's own `arrakis.proxy.ssh_proxy`.
  *
  * Usage: `deno task bench [--quick] [--out FILE] [--no-ssh] [--venv DIR]`, or
- * `deno task bench load …` for the load matrix (bench/load.ts),
+ * `deno task bench load …` for the load matrix (bench/load.ts), `deno task bench kafka …`
+ * for a Kafka-backed deployment (bench/kafka.ts),
  * `deno task bench --link …` for the bench over emulated links (`link.ts`). Prints a
  * table and writes every figure as JSON (default `bench/results/latest.json`).
  * `--quick` runs tiny sizes so CI can prove the bench still works; its figures
@@ -23,7 +24,7 @@ import { dirname, resolve } from "node:path";
 import { flightType } from "../lib/flight/proto.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
 import { LocationRewriter, Shapes } from "../lib/flight/rewrite.ts";
-import { physicalMiB, processTree, spawnMock, spawnProxy, sumRssMiB } from "./children.ts";
+import { spawnMock, spawnProxy, treeMemory } from "./children.ts";
 import { arrakisDescriptor, rawClient, ready, unary } from "./flight_raw.ts";
 import { sshTunnel } from "./ssh_tunnel.ts";
 import {
@@ -158,41 +159,6 @@ function mockTicket(bytes: number): string {
   // One Float64 channel plus the int64 time column: 16 bytes a row.
   const args = { channels: ["X1:BENCH"], rows_per_batch: MiB / 16, batches: bytes / MiB };
   return JSON.stringify({ request: "Stream", args });
-}
-
-/**
- * Memory of a process tree while `load` runs, two ways: the physical memory
- * of all its processes together (each page once, {@link physicalMiB}) idle
- * before and its largest sample (every 100 ms) during; and the same as the sum
- * of VmRSS (every 20 ms), which counts shared pages once per process, plus the
- * sum of every process's VmHWM after (an upper bound: they need not peak at once).
- */
-async function treeMemory(pid: number, load: () => Promise<unknown>) {
-  const tree = processTree(pid);
-  const idle = physicalMiB(tree.own);
-  const idleRss = sumRssMiB(tree.own);
-  const idleSsh = sumRssMiB(tree.ssh);
-  let peak = idle;
-  let peakRss = idleRss;
-  const sampleRss = setInterval(() => peakRss = Math.max(peakRss, sumRssMiB(tree.own)), 20);
-  const sample = setInterval(() => peak = Math.max(peak, physicalMiB(tree.own)), 100);
-  try {
-    await load();
-  } finally {
-    clearInterval(sampleRss);
-    clearInterval(sample);
-  }
-  peak = Math.max(peak, physicalMiB(tree.own));
-  peakRss = Math.max(peakRss, sumRssMiB(tree.own));
-  return {
-    processes: tree.own.length,
-    idleMiB: idle,
-    peakMiB: peak,
-    idleRssSumMiB: idleRss,
-    peakRssSumMiB: peakRss,
-    peakHwmSumMiB: sumRssMiB(tree.own, { peak: true }),
-    sshIdleMiB: idleSsh,
-  };
 }
 
 /**
@@ -465,6 +431,7 @@ function machine() {
 async function main(args: string[]): Promise<number> {
   // `deno task bench load …`: the load matrix, a bench of its own (bench/load.ts).
   if (args[0] === "load") return await (await import("./load.ts")).main(args.slice(1));
+  if (args[0] === "kafka") return await (await import("./kafka.ts")).main(args.slice(1));
   // Over emulated links: its own run and report (bench/link.ts).
   if (args.includes("--link")) return await (await import("./link.ts")).linkMain(args);
   const quick = args.includes("--quick");

@@ -12,17 +12,27 @@ export interface SshTunnel extends AsyncDisposable {
   readonly urls: string[];
 }
 
+/** A forward on a local port chosen beforehand (e.g. one a Kafka broker advertises). */
+export interface FixedForward {
+  port: number;
+  /** `host:port`, as the login host sees it. */
+  remote: string;
+}
+
 /**
  * Starts one `ssh -L` to each of `remotes` (`host:port`, as the login host sees
- * it) with a session open (so ssh sets TCP_NODELAY); every forward is a channel
+ * it, on a free local port; or a {@link FixedForward}) with a session open (so ssh sets TCP_NODELAY); every forward is a channel
  * of the one SSH connection. Resolves once they all accept connections.
  */
 export async function sshTunnel(
   config: string,
   host: string,
-  ...remotes: string[]
+  ...forwards: (string | FixedForward)[]
 ): Promise<SshTunnel> {
-  const ports = remotes.map(() => getFreePort());
+  const ports = forwards.map((forward) =>
+    typeof forward === "string" ? getFreePort() : forward.port
+  );
+  const remotes = forwards.map((forward) => typeof forward === "string" ? forward : forward.remote);
   const child = new Deno.Command("ssh", {
     args: [
       "-F",

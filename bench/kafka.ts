@@ -1,0 +1,253 @@
+/**
+ * The Kafka bench: the real `arrakis` client (Python) through real OpenSSH
+ * into a namespace holding the `real-kafka` deployment (a KRaft broker,
+ * `arrakis-server` with the Kafka backend, the real `arrakis.Publisher`
+ * publishing 1 MiB/s), three paths measured alternately in one run:
+ *
+ * - `forward`: `arrakis-proxy --kafka forward` (its per-broker Kafka listeners);
+ * - `flight`: `arrakis-proxy --kafka flight` (the stream relayed by the server);
+ * - `tunnel`, the baseline: a plain `ssh -L` to a second broker listener
+ *   advertised at that local port, the client told to read Kafka there
+ *   (`Client.stream(kafka_url=…)`; its Flight calls go through the flight proxy).
+ *
+ * Figures: live latency (receipt minus the block's end, when the publisher
+ * publishes it) p50/p90, past-data MB/s, and the memory of every process of a
+ * forward proxy while `memoryBytes` pass through its Kafka listener.
+ *
+ * Usage: `deno task bench kafka [--quick] [--out FILE] [--venv DIR]` (root).
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import { getFreePort } from "../lib/net/free_port.ts";
+import { findVenv } from "./python.ts";
+import { sshTunnel } from "./ssh_tunnel.ts";
+import { treeMemory } from "./children.ts";
+import { alternate, median, quantile, summarize } from "./stats.ts";
+import { pythonJson } from "../tests/fixtures/python.ts";
+import { KAFKA_BROKER } from "../tests/fixtures/real_kafka.ts";
+
+const MiB = 1 << 20;
+const SCRIPT = new URL("./py/kafka_bench.py", import.meta.url).pathname;
+/** 8 channels × 16384 Hz × float64 = 1 MiB/s, 256 KiB a quarter-second block. */
+const CHANNELS = Array.from({ length: 8 }, (_, i) => ({ name: `K1:TEST-BENCH_${i}`, rate: 16384 }));
+const STRIDE_NS = 250_000_000n;
+const INFO = "grpc://info:31206";
+/** The baseline's broker listener inside the namespace. */
+const BASELINE_PORT = 9094;
+
+interface Sizes {
+  rounds: number;
+  /** Live blocks a run reads, of which the first `skip` are dropped. */
+  liveBlocks: number;
+  skip: number;
+  /** Seconds of past data each MB/s run reads (published before the first round). */
+  pastSeconds: number;
+  /** Bytes through a fresh forward proxy while its memory is sampled. */
+  memoryBytes: number;
+}
+
+const FULL: Sizes = {
+  rounds: 5,
+  liveBlocks: 44,
+  skip: 4,
+  pastSeconds: 64,
+  memoryBytes: 1024 * MiB,
+};
+const QUICK: Sizes = { rounds: 1, liveBlocks: 4, skip: 1, pastSeconds: 2, memoryBytes: 4 * MiB };
+
+interface Run {
+  latencyMs?: number[];
+  bytes?: number;
+  seconds?: number;
+  reads?: number;
+}
+
+/** GPS seconds of a GPS ns time, as the client takes them. */
+function seconds(ns: bigint): number {
+  return Number(ns) / 1e9;
+}
+
+/** Runs the bench; resolves to its exit code. */
+export async function main(args: string[]): Promise<number> {
+  const quick = args.includes("--quick");
+  const option = (name: string) => {
+    const index = args.indexOf(name);
+    return index >= 0 ? args[index + 1] : undefined;
+  };
+  if (Deno.uid() !== 0) {
+    console.error("bench kafka: needs root (it creates a network namespace)");
+    return 1;
+  }
+  const out = resolve(option("--out") ?? new URL("./results/kafka.json", import.meta.url).pathname);
+  const venv = findVenv(option("--venv"));
+  const python = `${venv}/bin/python`;
+  const sizes = quick ? QUICK : FULL;
+  const log = (line: string) => console.error(`bench kafka: ${line}`);
+  const loadBefore = Deno.loadavg();
+  const started = performance.now();
+  const { startCluster } = await import("../tests/fixtures/cluster.ts");
+  const { startProxy } = await import("../tests/fixtures/proxy_cli.ts");
+  const { startKafkaPublisher } = await import("../tests/fixtures/kafka_publisher.ts");
+
+  const tunnelPort = getFreePort();
+  log(`starting the deployment (${quick ? "quick" : "full"})`);
+  await using cluster = await startCluster({
+    deployment: "real-kafka",
+    kafka: {
+      channels: CHANNELS,
+      strideNs: STRIDE_NS,
+      brokerFullJit: !quick,
+      brokerListeners: [
+        { name: "BASELINE", port: BASELINE_PORT, advertised: `127.0.0.1:${tunnelPort}` },
+      ],
+    },
+  });
+  await using publisher = await startKafkaPublisher(cluster.netns);
+  const ssh = ["-F", cluster.sshConfigPath, cluster.sshHost];
+  const proxyArgs = (
+    mode: string,
+  ) => ["-q", "-l", "127.0.0.1:0", "-s", INFO, "--kafka", mode, ...ssh];
+  await using forward = await startProxy(proxyArgs("forward"));
+  await using flight = await startProxy(proxyArgs("flight"));
+  // ssh -L on the very port the BASELINE listener advertises.
+  await using _tunnel = await sshTunnel(cluster.sshConfigPath, cluster.sshHost, {
+    port: tunnelPort,
+    remote: `${KAFKA_BROKER.name}:${BASELINE_PORT}`,
+  });
+  const channels = CHANNELS.map((channel) => channel.name);
+  const paths: Record<string, { url: string; kafka: string | null }> = {
+    tunnel: { url: flight.url, kafka: `127.0.0.1:${tunnelPort}` },
+    forward: { url: forward.url, kafka: null },
+    flight: { url: flight.url, kafka: null },
+  };
+  const client = (config: Record<string, unknown>) =>
+    pythonJson<Run>([SCRIPT, JSON.stringify({ channels, ...config })], { python });
+
+  // Past data: a span published before the first round, well within the retention.
+  const first = await publisher.waitForBlocks(1);
+  const strides = Math.ceil(sizes.pastSeconds * 4) + 2;
+  await publisher.waitForBlocks(strides + 1, (sizes.pastSeconds + 60) * 1000);
+  const start = seconds(first + STRIDE_NS);
+  const end = start + sizes.pastSeconds;
+  log(`past span ${sizes.pastSeconds} s (${sizes.pastSeconds} MiB); ${sizes.rounds} rounds`);
+
+  const p90: Record<string, number[]> = { tunnel: [], forward: [], flight: [] };
+  const mbps: Record<string, number[]> = { tunnel: [], forward: [], flight: [] };
+  const measure = (name: string) => async () => {
+    const run = await client({
+      ...paths[name],
+      blocks: sizes.liveBlocks,
+      skip: sizes.skip,
+      start,
+      end,
+      bytes: 0,
+    });
+    p90[name].push(quantile(run.latencyMs!, 0.9));
+    mbps[name].push(run.bytes! / MiB / run.seconds!);
+    log(
+      `${name}: live p50 ${median(run.latencyMs!).toFixed(1)} ms, past ${
+        mbps[name].at(-1)!.toFixed(1)
+      } MB/s`,
+    );
+    return median(run.latencyMs!);
+  };
+  const p50 = await alternate(sizes.rounds, {
+    tunnel: measure("tunnel"),
+    forward: measure("forward"),
+    flight: measure("flight"),
+  });
+  const figures: Record<string, unknown> = {
+    liveP50Ms: summarize(p50, "tunnel"),
+    liveP90Ms: summarize(p90, "tunnel"),
+    pastMBps: summarize(mbps, "tunnel"),
+  };
+  const added = median(p50.forward.map((ms, i) => ms - p50.tunnel[i]));
+  const flightAdded = median(p50.flight.map((ms, i) => ms - p50.tunnel[i]));
+  figures.forwardAddedP50Ms = added;
+  figures.flightAddedP50Ms = flightAdded;
+
+  // Memory: a fresh forward proxy, idle, then while memoryBytes pass through its listener.
+  const whole = seconds(publisher.published.at(-1)!);
+  let passed: Run = {};
+  {
+    await using proxy = await startProxy(proxyArgs("forward"));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const memory = await treeMemory(proxy.child.pid, async () => {
+      passed = await client({
+        url: proxy.url,
+        kafka: null,
+        start,
+        end: whole,
+        bytes: sizes.memoryBytes,
+      });
+    });
+    figures.memory = {
+      ...memory,
+      passedMiB: passed.bytes! / MiB,
+      reads: passed.reads,
+      MBps: passed.bytes! / MiB / passed.seconds!,
+    };
+  }
+  const memory = figures.memory as { peakMiB: number; idleMiB: number; passedMiB: number };
+  const mbpsRatio = (figures.pastMBps as ReturnType<typeof summarize>).ratio.forward;
+  const goals = [
+    {
+      goal: "forward live p50 added over the tunnel (ms)",
+      value: added,
+      target: "≤ 1",
+      met: added <= 1,
+    },
+    {
+      goal: "forward past-data MB/s, forward/tunnel",
+      value: mbpsRatio,
+      target: "≥ 0.9",
+      met: mbpsRatio >= 0.9,
+    },
+    {
+      goal: `all forward-proxy processes while ${memory.passedMiB.toFixed(0)} MiB passed (MiB)`,
+      value: memory.peakMiB,
+      target: "≤ 150",
+      met: memory.peakMiB <= 150,
+    },
+  ];
+  for (const name of ["liveP50Ms", "liveP90Ms", "pastMBps"]) {
+    const figure = figures[name] as ReturnType<typeof summarize>;
+    console.log(
+      `${name}: ` +
+        Object.keys(figure.median).map((path) =>
+          `${path} ${figure.median[path].toFixed(2)}` +
+          (path === "tunnel" ? "" : ` (×${figure.ratio[path].toFixed(2)})`)
+        ).join(", "),
+    );
+  }
+  console.log(`flight live p50 added over the tunnel: ${flightAdded.toFixed(2)} ms`);
+  console.log(
+    `forward proxy memory, each page once: idle ${memory.idleMiB.toFixed(1)} MiB, peak ${
+      memory.peakMiB.toFixed(1)
+    } MiB while ${memory.passedMiB.toFixed(0)} MiB passed`,
+  );
+  for (const g of goals) {
+    console.log(`${g.goal}: ${g.value.toFixed(2)} (goal ${g.target}) ${g.met ? "met" : "NOT met"}`);
+  }
+  const loadAfter = Deno.loadavg();
+  console.log(
+    `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${
+      loadAfter.map((l) => l.toFixed(2)).join(" ")
+    }`,
+  );
+  const report = {
+    mode: quick ? "quick" : "full",
+    date: new Date().toISOString(),
+    sizes,
+    loadAverageBefore: loadBefore,
+    loadAverageAfter: loadAfter,
+    durationS: (performance.now() - started) / 1000,
+    figures,
+    goals,
+  };
+  await Deno.mkdir(dirname(out), { recursive: true });
+  await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  log(`wrote ${out}`);
+  return 0;
+}
