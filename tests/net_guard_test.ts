@@ -3,6 +3,7 @@
  * guarded client port, against a second real account on this machine.
  */
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { CLIENT_PREFACE } from "../lib/http2/frames.ts";
 import { findSocketUid, peerUid, procNetKeys } from "../lib/net/peer_uid.ts";
 import { serveGuardedForward } from "../lib/net/guarded_forward.ts";
 import { makeControlDir } from "../lib/ssh/control_dir.ts";
@@ -80,11 +81,18 @@ Deno.test("the guarded port refuses another user with one line; the owner gets t
   assertEquals(lines.length, 1);
   assertStringIncludes(lines[0], `uid ${other.uid}, not this proxy's user (uid ${Deno.uid()})`);
 
+  // The port speaks HTTP/2 (it relays frames): the client preface and an empty SETTINGS.
   using mine = await Deno.connect({ hostname: "127.0.0.1", port: port.addr.port });
-  await mine.write(new TextEncoder().encode("hello"));
-  const answer = new Uint8Array(5);
-  assertEquals(await mine.read(answer), 5);
-  assertEquals(new TextDecoder().decode(answer), "hello");
+  const hello = new Uint8Array([...CLIENT_PREFACE, 0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  await mine.write(hello);
+  const answer = new Uint8Array(hello.length);
+  let got = 0;
+  while (got < answer.length) {
+    const n = await mine.read(answer.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  assertEquals(answer.subarray(0, got), hello);
   assertEquals(lines.length, 1);
 
   // Nor can the other user reach the socket behind the port.
