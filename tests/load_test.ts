@@ -35,54 +35,64 @@ const SEQUENTIAL = { warmUp: 200, calls: 1_000 };
 Deno.test("under load through the real command", async (t) => {
   await using rig = await startLoadRig();
 
-  await t.step(`${CONCURRENT_INFOS} concurrent GetFlightInfo`, async () => {
-    const { ms, results } = await concurrentInfos(rig.proxy.url, CONCURRENT_INFOS);
-    console.log(`${CONCURRENT_INFOS} concurrent GetFlightInfo: ${ms.toFixed(0)} ms`);
-    assertEquals(results.length, CONCURRENT_INFOS);
-    for (const locations of results) {
-      assertEquals(locations.length, 2);
-      // Data-server forwards are Unix sockets in the proxy's private directory.
-      for (const uri of locations) assertMatch(uri, /^grpc\+unix:\/\/\/\S+\/f-[0-9a-f]{8}$/);
-    }
-  });
-
-  await t.step("concurrent large DoGets on every path arrive whole and unchanged", async () => {
-    const paths = await doGetPaths(rig.proxy.url, DOGETS);
-    assertEquals(paths.length, 3);
-    const expectedRows = DOGETS.rowsPerBatch * DOGETS.batches;
-    const digestOf = new Map<string, string>();
-    for (const { label, run } of paths) {
-      const { ms, results } = await run();
-      const bytes = results.reduce((sum, result) => sum + result.bytes, 0);
-      console.log(
-        `${DOGETS.concurrent} concurrent DoGets through ${label}: ` +
-          `${(bytes / MiB).toFixed(0)} MiB in ${(ms / 1000).toFixed(1)} s`,
-      );
-      assertEquals(results.length, DOGETS.concurrent);
-      for (const result of results) {
-        assertEquals(result.rows, expectedRows, label);
-        assert(result.bytes >= expectedRows * 16, `${label}: ${result.bytes} bytes`);
-        // Every stream from one server is the same bytes, whichever way it came.
-        const first = digestOf.get(result.server) ?? result.sha256!;
-        digestOf.set(result.server, first);
-        assertEquals(result.sha256, first, `${label}: a stream from ${result.server} differs`);
+  const passed: boolean[] = [];
+  passed.push(
+    await t.step(`${CONCURRENT_INFOS} concurrent GetFlightInfo`, async () => {
+      const { ms, results } = await concurrentInfos(rig.proxy.url, CONCURRENT_INFOS);
+      console.log(`${CONCURRENT_INFOS} concurrent GetFlightInfo: ${ms.toFixed(0)} ms`);
+      assertEquals(results.length, CONCURRENT_INFOS);
+      for (const locations of results) {
+        assertEquals(locations.length, 2);
+        // Data-server forwards are Unix sockets in the proxy's private directory.
+        for (const uri of locations) assertMatch(uri, /^grpc\+unix:\/\/\/\S+\/f-[0-9a-f]{8}$/);
       }
-    }
-    // Both replicas and the info server served: three different streams were compared.
-    assertEquals(digestOf.size, 3);
-  });
+    }),
+  );
 
-  await t.step(`${SEQUENTIAL.calls} sequential GetFlightInfo: no descriptor growth`, async () => {
-    const { ms, results } = await sequentialInfos(rig.proxy, SEQUENTIAL);
-    console.log(`${SEQUENTIAL.calls} sequential GetFlightInfo: ${(ms / 1000).toFixed(1)} s`);
-    for (const { name, before, after } of results) {
-      console.log(
-        `  ${name}: VmRSS ${(before.rss / MiB).toFixed(1)} → ${
-          (after.rss / MiB).toFixed(1)
-        } MiB, ` +
-          `fds ${before.fds} → ${after.fds}`,
-      );
-      assert(after.fds <= before.fds, `${name}: open descriptors grew to ${after.fds}`);
-    }
-  });
+  passed.push(
+    await t.step("concurrent large DoGets on every path arrive whole and unchanged", async () => {
+      const paths = await doGetPaths(rig.proxy.url, DOGETS);
+      assertEquals(paths.length, 3);
+      const expectedRows = DOGETS.rowsPerBatch * DOGETS.batches;
+      const digestOf = new Map<string, string>();
+      for (const { label, run } of paths) {
+        const { ms, results } = await run();
+        const bytes = results.reduce((sum, result) => sum + result.bytes, 0);
+        console.log(
+          `${DOGETS.concurrent} concurrent DoGets through ${label}: ` +
+            `${(bytes / MiB).toFixed(0)} MiB in ${(ms / 1000).toFixed(1)} s`,
+        );
+        assertEquals(results.length, DOGETS.concurrent);
+        for (const result of results) {
+          assertEquals(result.rows, expectedRows, label);
+          assert(result.bytes >= expectedRows * 16, `${label}: ${result.bytes} bytes`);
+          // Every stream from one server is the same bytes, whichever way it came.
+          const first = digestOf.get(result.server) ?? result.sha256!;
+          digestOf.set(result.server, first);
+          assertEquals(result.sha256, first, `${label}: a stream from ${result.server} differs`);
+        }
+      }
+      // Both replicas and the info server served: three different streams were compared.
+      assertEquals(digestOf.size, 3);
+    }),
+  );
+
+  passed.push(
+    await t.step(`${SEQUENTIAL.calls} sequential GetFlightInfo: no descriptor growth`, async () => {
+      const { ms, results } = await sequentialInfos(rig.proxy, SEQUENTIAL);
+      console.log(`${SEQUENTIAL.calls} sequential GetFlightInfo: ${(ms / 1000).toFixed(1)} s`);
+      for (const { name, before, after } of results) {
+        console.log(
+          `  ${name}: VmRSS ${(before.rss / MiB).toFixed(1)} → ${
+            (after.rss / MiB).toFixed(1)
+          } MiB, ` +
+            `fds ${before.fds} → ${after.fds}`,
+        );
+        assert(after.fds <= before.fds, `${name}: open descriptors grew to ${after.fds}`);
+      }
+    }),
+  );
+  // A failure here is most often a process of the run dying: say why (the runner
+  // reruns a file whose processes printed nghttp2's abort, denoland/deno#36788).
+  if (passed.includes(false)) console.log(`the proxy's log:\n${rig.proxy.stderr()}`);
 });
