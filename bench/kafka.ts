@@ -18,12 +18,12 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { getFreePort } from "../lib/net/free_port.ts";
 import { findVenv } from "./python.ts";
 import { sshTunnel } from "./ssh_tunnel.ts";
 import { treeMemory } from "./children.ts";
-import { alternate, median, quantile, summarize } from "./stats.ts";
+import { alternate, loadLine, median, quantile, summarize, writeResults } from "./stats.ts";
 import { pythonJson } from "../tests/fixtures/python.ts";
 import { KAFKA_BROKER } from "../tests/fixtures/real_kafka.ts";
 
@@ -231,11 +231,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`${g.goal}: ${g.value.toFixed(2)} (goal ${g.target}) ${g.met ? "met" : "NOT met"}`);
   }
   const loadAfter = Deno.loadavg();
-  console.log(
-    `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${
-      loadAfter.map((l) => l.toFixed(2)).join(" ")
-    }`,
-  );
+  console.log(loadLine(loadBefore));
   const report = {
     mode: quick ? "quick" : "full",
     date: new Date().toISOString(),
@@ -246,8 +242,7 @@ export async function main(args: string[]): Promise<number> {
     figures,
     goals,
   };
-  await Deno.mkdir(dirname(out), { recursive: true });
-  await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  await writeResults(out, report);
   log(`wrote ${out}`);
   return 0;
 }

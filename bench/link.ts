@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { readLines } from "../lib/lines.ts";
 import { sendSignal, stopChild } from "../lib/process.ts";
 import { getFreePort } from "../lib/net/free_port.ts";
@@ -33,7 +33,7 @@ import {
   startSeedProxy,
 } from "./python.ts";
 import { sshTunnel } from "./ssh_tunnel.ts";
-import { alternate, median, type PathFigure, summarize } from "./stats.ts";
+import { alternate, loadLine, median, type PathFigure, summarize, writeResults } from "./stats.ts";
 
 const here = (file: string) => new URL(file, import.meta.url).pathname;
 
@@ -643,13 +643,8 @@ export async function linkMain(args: string[]): Promise<number> {
       }`,
     );
   }
-  console.log(
-    `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${
-      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
-    }`,
-  );
-  await Deno.mkdir(dirname(out), { recursive: true });
-  await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  console.log(loadLine(loadBefore));
+  await writeResults(out, report);
   log(`wrote ${out}`);
   clearTimeout(watchdog);
   return 0;

@@ -20,7 +20,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { flightType } from "../lib/flight/proto.ts";
 import { LocationMap } from "../lib/flight/locations.ts";
 import { LocationRewriter, Shapes } from "../lib/flight/rewrite.ts";
@@ -40,10 +40,12 @@ import {
   alternate,
   compare,
   type Comparison,
+  loadLine,
   median,
   type PathFigure,
   summarize,
   timeMs,
+  writeResults,
 } from "./stats.ts";
 
 const MiB = 1 << 20;
@@ -476,13 +478,8 @@ async function main(args: string[]): Promise<number> {
     const verdict = g.met === null ? "not measured" : g.met ? "met" : "NOT met";
     console.log(`${g.goal}: ${fixed(g.value, 2)} (goal ${g.target}) ${verdict}`);
   }
-  console.log(
-    `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${
-      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
-    }`,
-  );
-  await Deno.mkdir(dirname(out), { recursive: true });
-  await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  console.log(loadLine(loadBefore));
+  await writeResults(out, report);
   log(`wrote ${out}`);
   clearTimeout(watchdog);
   return 0;

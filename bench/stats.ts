@@ -1,9 +1,10 @@
 /**
  * Small statistics for the bench: medians, percentiles and the alternating
- * A/B rounds every comparison is made of.
+ * A/B rounds every comparison is made of; the report's load line and JSON file.
  *
  * @module
  */
+import { dirname } from "node:path";
 
 /** The value at quantile `q` (0..1) of `values`, nearest rank. */
 export function quantile(values: number[], q: number): number {
@@ -109,4 +110,16 @@ export async function alternate(
     for (const name of order) values[name][round] = await measures[name]();
   }
   return values;
+}
+
+/** The machine's load averages before a run and now, as one line for the report. */
+export function loadLine(before: number[]): string {
+  const format = (loads: number[]) => loads.map((load) => load.toFixed(2)).join(" ");
+  return `load average before ${format(before)}, after ${format(Deno.loadavg())}`;
+}
+
+/** Writes a bench's figures as JSON to `out`, making its folder. */
+export async function writeResults(out: string, results: unknown): Promise<void> {
+  await Deno.mkdir(dirname(out), { recursive: true });
+  await Deno.writeTextFile(out, JSON.stringify(results, null, 2) + "\n");
 }
