@@ -7,6 +7,11 @@
  * the tunnel (reuse-connection), one TCP connection, so one SSH channel, each;
  * `arrakis.Client.fetch` MB/s and GetFlightInfo p50 are measured alternately.
  *
+ * With `--server-cost [--rounds N] [--seconds S]`, on loopback instead (no ssh, no
+ * link): the real server and the real client straight, through a proxy child,
+ * and through it splitting in 2, 4 and 8, alternately; MB/s and the server's and
+ * the client's CPU milliseconds per MiB (`py/split_cost.py`).
+ *
  * Usage: `deno run -A bench/split.ts [link.ts options: --rtt 0.1,30,80 --cap none …]`.
  *
  * @module
@@ -15,6 +20,10 @@ import { LINK_PATHS, type LinkContext, linkMain } from "./link.ts";
 import { sshTunnel } from "./ssh_tunnel.ts";
 import { spawnProxy } from "./children.ts";
 import { REUSE_CONNECTION } from "../lib/flight/locations.ts";
+import { benchChannels, findVenv, pythonCache } from "./python.ts";
+import { loadLine, median } from "./stats.ts";
+import { startRealServer } from "../tests/fixtures/real_server.ts";
+import { pythonJson } from "../tests/fixtures/python.ts";
 
 /** A proxy child whose backend and reuse-connection endpoints are one `ssh -L` tunnel. */
 async function childBehindTunnel(context: LinkContext, server: string, splitStreams?: number) {
@@ -40,6 +49,9 @@ async function childBehindTunnel(context: LinkContext, server: string, splitStre
   }
 }
 
+/** The K each path splits in. */
+const SPLITS = [2, 4, 8];
+
 const tunnel = LINK_PATHS.tunnel;
 for (const name of Object.keys(LINK_PATHS)) delete LINK_PATHS[name];
 LINK_PATHS.tunnel = tunnel;
@@ -47,15 +59,80 @@ LINK_PATHS.child = {
   figures: ["data"],
   start: (context, server) => childBehindTunnel(context, server),
 };
-for (const parts of [2, 4, 8]) {
+for (const parts of SPLITS) {
   LINK_PATHS[`split${parts}`] = {
     figures: ["data"],
     start: (context, server) => childBehindTunnel(context, server, parts),
   };
 }
 
+/** The pid of the process listening on 127.0.0.1:`port` that `cmdline` names (the real server). */
+function serverPid(port: number): number {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+      if (
+        cmdline.includes(`grpc://127.0.0.1:${port}`) &&
+        cmdline.some((a) => a.endsWith("arrakis-server"))
+      ) {
+        return Number(entry.name);
+      }
+    } catch { /* gone */ }
+  }
+  throw new Error(`no arrakis-server process for port ${port}`);
+}
+
+/** `--server-cost`: what K DoGets instead of one cost the server and the client, on loopback. */
+async function serverCost(args: string[]): Promise<number> {
+  const option = (name: string, fallback: number) => {
+    const index = args.indexOf(name);
+    return index >= 0 ? Number(args[index + 1]) : fallback;
+  };
+  const venv = findVenv(undefined);
+  const loadBefore = Deno.loadavg();
+  await using cache = await pythonCache();
+  const channels = await benchChannels(cache.dir, 8);
+  await using server = await startRealServer({ backend: ["mock", channels.file] });
+  const netloc = server.url.replace(/^grpc:\/\//, "");
+  await using stack = new AsyncDisposableStack();
+  const paths: Record<string, string> = { direct: server.url };
+  for (const parts of [undefined, ...SPLITS]) {
+    const child = stack.use(
+      await spawnProxy({
+        backend: server.url,
+        locations: [[REUSE_CONNECTION, netloc]],
+        options: { splitStreams: parts },
+      }),
+    );
+    paths[parts === undefined ? "child" : `split${parts}`] = `grpc://${child.hello.address}`;
+  }
+  const result = await pythonJson<{ figures: Record<string, Record<string, number[]>> }>(
+    [
+      new URL("./py/split_cost.py", import.meta.url).pathname,
+      JSON.stringify({
+        paths,
+        serverPid: serverPid(Number(netloc.split(":")[1])),
+        rounds: option("--rounds", 5),
+        seconds: option("--seconds", 64),
+        stream: { channels: channels.names, start: channels.start },
+      }),
+    ],
+    { python: `${venv}/bin/python` },
+  );
+  for (const [figure, byPath] of Object.entries(result.figures)) {
+    const line = Object.entries(byPath).map(([name, values]) =>
+      `${name} ${median(values).toFixed(1)}`
+    );
+    console.log(`${figure} (median of ${Object.values(byPath)[0].length}): ${line.join(", ")}`);
+  }
+  console.log(loadLine(loadBefore));
+  return 0;
+}
+
 if (import.meta.main) {
   const args = Deno.args;
+  if (args.includes("--server-cost")) Deno.exit(await serverCost(args));
   Deno.exit(
     await linkMain([
       ...args,

@@ -265,7 +265,7 @@ export class FlightProxy implements AsyncDisposable {
       options.kafka,
     );
     proxy.setToken(options.token);
-    proxy.#split = streamSplitter(options.splitStreams, logger);
+    proxy.#split = streamSplitter(options.splitStreams, (line) => logger.debug(line));
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
   }

@@ -22,7 +22,6 @@
 import { concatBytes, encodeLenField, scanFields, WireError, WireType } from "./wire.ts";
 import { classifyLocation } from "./locations.ts";
 import { gpsNowNs } from "./gps_time.ts";
-import type { Logger } from "../log.ts";
 
 /** The request schema versions whose Stream ticket this module knows. */
 const KNOWN_VERSIONS = new Set(["0.5.0"]);
@@ -47,6 +46,7 @@ const encoder = new TextEncoder();
 
 /** A bounded Stream ticket that may be split: its channels, and tickets for subsets of them. */
 export interface BoundedStream {
+  /** The channels it names, in its order. */
   readonly channels: readonly string[];
   /** The same request for `channels` only; every other value as it was written. */
   ticketFor(channels: readonly string[]): Uint8Array;
@@ -266,19 +266,19 @@ function locationUri(message: Uint8Array): string | undefined {
 /**
  * What the proxy applies to each GetFlightInfo answer: {@link splitStreamEndpoints}
  * into `parts` (the identity when `parts` is below 2). Each reason for leaving an
- * endpoint whole is logged once, at debug; malformed bytes pass on unchanged (the
+ * endpoint whole goes to `debug` once; malformed bytes pass on unchanged (the
  * location rewriter that follows reports them).
  */
 export function streamSplitter(
   parts: number | undefined,
-  logger: Pick<Logger, "debug">,
+  debug: (message: string) => void,
 ): (info: Uint8Array) => Uint8Array {
   if (parts === undefined || !(parts >= 2)) return (info) => info;
   const told = new Set<string>();
   const refused = (reason: string) => {
     if (told.has(reason)) return;
     told.add(reason);
-    logger.debug(`--split-streams: a Stream endpoint stays whole: ${reason}`);
+    debug(`--split-streams: a Stream endpoint stays whole: ${reason}`);
   };
   return (info) => {
     try {
