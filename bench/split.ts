@@ -1,9 +1,9 @@
 /**
  * Does splitting one Stream endpoint into K (`--split-streams K`) lift the one
  * SSH channel window at high round trips? The link bench (`link.ts`) with its
- * data paths replaced by: the `ssh -L` tunnel (baseline), a proxy child behind
- * that tunnel as it is, and the same child splitting each bounded Stream
- * endpoint in 2, 4 and 8. Every endpoint of the child's answers is redeemed at
+ * data paths replaced by: the `ssh -L` tunnel (baseline), the proxy command as
+ * it is and with `--split-streams 4`, a proxy child behind the tunnel as it is,
+ * and the same child splitting each bounded Stream endpoint in 2, 4 and 8. Every endpoint of the child's answers is redeemed at
  * the tunnel (reuse-connection), one TCP connection, so one SSH channel, each;
  * `arrakis.Client.fetch` MB/s and GetFlightInfo p50 are measured alternately.
  *
@@ -18,6 +18,7 @@
  */
 import { LINK_PATHS, type LinkContext, linkMain } from "./link.ts";
 import { sshTunnel } from "./ssh_tunnel.ts";
+import { startProxy } from "../tests/fixtures/proxy_cli.ts";
 import { spawnProxy } from "./children.ts";
 import { REUSE_CONNECTION } from "../lib/flight/locations.ts";
 import { benchChannels, findVenv, pythonCache } from "./python.ts";
@@ -52,9 +53,27 @@ async function childBehindTunnel(context: LinkContext, server: string, splitStre
 /** The K each path splits in. */
 const SPLITS = [2, 4, 8];
 
-const tunnel = LINK_PATHS.tunnel;
+const { tunnel, proxy } = LINK_PATHS;
 for (const name of Object.keys(LINK_PATHS)) delete LINK_PATHS[name];
 LINK_PATHS.tunnel = tunnel;
+LINK_PATHS.proxy = { ...proxy, figures: ["data"] };
+// The real command with the option: the same split, through its own forwards.
+LINK_PATHS.proxySplit4 = {
+  figures: ["data"],
+  start: (context, server) =>
+    startProxy([
+      "-q",
+      "-l",
+      "127.0.0.1:0",
+      "-s",
+      server,
+      "--split-streams",
+      "4",
+      "-F",
+      context.sshConfig,
+      context.host,
+    ]),
+};
 LINK_PATHS.child = {
   figures: ["data"],
   start: (context, server) => childBehindTunnel(context, server),

@@ -11,7 +11,7 @@ import {
   streamSplitter,
 } from "../lib/flight/split_streams.ts";
 import { concatBytes, encodeLenField, readFields } from "../lib/flight/wire.ts";
-import { FlightProxy } from "../lib/flight/proxy.ts";
+import { IsolatedProxy } from "../lib/proxy_process/parent.ts";
 import { LocationMap, REUSE_CONNECTION } from "../lib/flight/locations.ts";
 import { startRealServer } from "./fixtures/real_server.ts";
 import { pythonJson } from "./fixtures/python.ts";
@@ -225,7 +225,8 @@ interface SplitFetch {
 Deno.test("the real client through a proxy that splits in 4: the same arrays, over 4 DoGets on 4 connections", async () => {
   await using server = await startRealServer({ backend: ["mock", ...CHANNEL_FILES] });
   const netloc = server.url.replace(/^grpc:\/\//, "");
-  await using proxy = await FlightProxy.start({
+  // The proxy's own child process, as a run starts it (the option crosses its pipe).
+  await using proxy = await IsolatedProxy.start({
     backend: server.url,
     listen: "127.0.0.1:0",
     // Endpoints are redeemed at the server itself, as through the proxy's reuse forward.
