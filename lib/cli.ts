@@ -34,6 +34,7 @@ export const OPTIONS = {
   "allow-remote-clients": { type: "boolean" },
   "reuse-through-proxy": { type: "boolean" },
   kafka: { type: "string" },
+  "split-streams": { type: "string" },
   "token-file": { type: "string" },
   "token-audience": { type: "string" },
   "no-token": { type: "boolean" },
@@ -75,6 +76,9 @@ Options:
       --kafka MODE          data the server hands out at kafka:// brokers: forward
                             (default: each broker over SSH to a local Kafka listener),
                             flight (through the Arrakis server), direct (unchanged)
+      --split-streams K     fetches of past data: split each server's stream into K
+                            over its channels, K SSH channels at once (faster from
+                            ~30 ms round trips; K times the server's requests)
       --token-file FILE     protected servers: read the token only from FILE
                             (default: where the arrakis client looks, for the
                             remote server's audience)
@@ -261,6 +265,8 @@ export interface CliArgs extends TokenOptions {
   reuseThroughProxy: boolean;
   /** `--kafka`; left out, the default (`forward`). */
   kafka?: KafkaMode;
+  /** `--split-streams K`; left out, streams are not split. */
+  splitStreams?: number;
   verbosity: Verbosity;
   /** `-f`: run in the background (see lib/background/). */
   background?: { shell: ShellSyntax; giveUpAfterSeconds?: number };
@@ -303,10 +309,28 @@ export function parseCli(args: string[]): CliArgs | "help" | "version" {
     allowRemoteClients: values["allow-remote-clients"] ?? false,
     reuseThroughProxy: values["reuse-through-proxy"] ?? false,
     ...(values.kafka !== undefined && { kafka: parseKafkaMode(values.kafka) }),
+    ...(values["split-streams"] !== undefined &&
+      { splitStreams: parseSplitStreams(values["split-streams"]) }),
     verbosity: values.verbose ? "verbose" : values.quiet ? "quiet" : "normal",
     ...parseTokenOptions(values),
     ...(background && { background }),
   };
+}
+
+/** Most parts a stream is split in: one TCP connection and one client thread each. */
+const MAX_SPLIT_STREAMS = 16;
+
+/** `--split-streams K`: a whole number from 2 to {@link MAX_SPLIT_STREAMS}. */
+function parseSplitStreams(value: string): number {
+  const parts = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(parts >= 2 && parts <= MAX_SPLIT_STREAMS)) {
+    throw new UsageError(
+      `invalid --split-streams ${
+        JSON.stringify(value)
+      }: expected a count from 2 to ${MAX_SPLIT_STREAMS}`,
+    );
+  }
+  return parts;
 }
 
 /** `--server` as given, once it parses: a bad URL is bad usage, found before connecting. */
@@ -383,6 +407,7 @@ export async function main(args: string[]): Promise<number> {
       allowRemoteClients: cli.allowRemoteClients,
       reuseThroughProxy: cli.reuseThroughProxy,
       kafka: cli.kafka,
+      splitStreams: cli.splitStreams,
       sshConfig: cli.sshConfig,
       sshOptions: cli.sshOptions,
       tokenFile: cli.tokenFile,

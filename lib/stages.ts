@@ -91,6 +91,11 @@ export interface SshOptions {
    * `direct` (unchanged). @default {"forward"}
    */
   kafka?: KafkaMode;
+  /**
+   * `--split-streams K`: each bounded Stream endpoint of a FlightInfo becomes K
+   * over its channels (K SSH channel windows; lib/flight/split_streams.ts).
+   */
+  splitStreams?: number;
 }
 
 /** The connection options of a run (and of doctor, which makes the same connection). */
@@ -476,6 +481,7 @@ export const serveStage: Stage = {
         // Asked only once the proxy serves, after the Kafka stage made the session.
         resolver: (broker) => run.kafka?.resolve(broker) ?? Promise.resolve(undefined),
       },
+      splitStreams: run.options.splitStreams,
     });
     proxy.catch(() => {/* awaited in the stage, or at clean-up */});
     run.proxyStarting = { proxy, backend };

@@ -40,6 +40,14 @@ Deno.test("--kafka names a mode; forward when left out", () => {
   assertEquals((parseCli(["login"]) as { kafka?: string }).kafka, undefined);
 });
 
+Deno.test("--split-streams takes a count of parts; no split when left out", () => {
+  assertEquals(
+    (parseCli(["--split-streams", "4", "login"]) as { splitStreams?: number }).splitStreams,
+    4,
+  );
+  assertEquals((parseCli(["login"]) as { splitStreams?: number }).splitStreams, undefined);
+});
+
 Deno.test("help and version win over everything else", () => {
   assertEquals(parseCli(["--help", "host"]), "help");
   assertEquals(parseCli(["-V"]), "version");
@@ -55,6 +63,10 @@ Deno.test("bad usage is a UsageError with one clear line", () => {
       [["-v", "-q", "host"], "conflict"],
       [["-s"], "--server"],
       [["--kafka", "carrier-pigeon", "host"], "--kafka"],
+      [["--split-streams", "1", "host"], "--split-streams"],
+      [["--split-streams", "17", "host"], "--split-streams"],
+      [["--split-streams", "4x", "host"], "--split-streams"],
+      [["--split-streams", "-2", "host"], "--split-streams"],
     ] as const
   ) {
     const error = assertThrows(() => parseCli([...args]), UsageError);

@@ -52,6 +52,8 @@ export interface DaemonConfig extends TokenOptions {
   reuseThroughProxy?: boolean;
   /** `--kafka`. */
   kafka?: KafkaMode;
+  /** `--split-streams`. */
+  splitStreams?: number;
   /** `-F`. */
   sshConfig?: string;
   /** Each `-o`. */
@@ -91,6 +93,7 @@ export async function runDaemon(configText: string): Promise<number> {
       allowRemoteClients: config.allowRemoteClients,
       reuseThroughProxy: config.reuseThroughProxy,
       kafka: config.kafka,
+      splitStreams: config.splitStreams,
       sshConfig: config.sshConfig,
       sshOptions: config.sshOptions,
       tokenFile: config.tokenFile,

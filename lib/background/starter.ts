@@ -53,6 +53,7 @@ export interface BackgroundOptions extends
     | "allowRemoteClients"
     | "reuseThroughProxy"
     | "kafka"
+    | "splitStreams"
     | "sshConfig"
     | "sshOptions"
     | "tokenFile"
@@ -142,6 +143,7 @@ export async function startBackgroundProxy(
       allowRemoteClients: options.allowRemoteClients,
       reuseThroughProxy: options.reuseThroughProxy,
       kafka: options.kafka,
+      splitStreams: options.splitStreams,
       sshConfig: options.sshConfig,
       sshOptions: options.sshOptions,
       tokenFile: options.tokenFile,

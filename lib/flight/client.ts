@@ -25,6 +25,7 @@ import { arrakisJson, CallError, callMetadata, EVERY_CHANNEL } from "./discovery
 import { flightClient } from "./channel.ts";
 import { REUSE_CONNECTION } from "./locations.ts";
 import { isKafkaUri } from "./kafka_locations.ts";
+import { gpsNowNs } from "./gps_time.ts";
 import { type FlightData, flightDataToTable } from "./arrow_ipc.ts";
 
 const service = flightPackageDefinition[FLIGHT_SERVICE] as grpc.ServiceDefinition;
@@ -234,11 +235,6 @@ export interface SampleFetch {
   data: DataSummary;
   /** How long the Stream took (GetFlightInfo and every DoGet). */
   ms: number;
-}
-
-/** The current GPS time in nanoseconds (GPS = Unix − 315964800 s + 18 leap seconds). */
-function gpsNowNs(): bigint {
-  return (BigInt(Date.now()) - 315_964_800_000n + 18_000n) * 1_000_000n;
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   type MessageShape,
   Shapes,
 } from "./rewrite.ts";
+import { streamSplitter } from "./split_streams.ts";
 import { readFields, WireError, WireType } from "./wire.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
@@ -65,6 +66,8 @@ export interface FlightProxyOptions {
   kafka?: KafkaLocations;
   /** The user's token, for deployments whose reads need one (see {@link FlightProxy.setToken}). */
   token?: ProxyToken;
+  /** `--split-streams K`: bounded Stream endpoints split in K over their channels (split_streams.ts). */
+  splitStreams?: number;
 }
 
 /**
@@ -173,6 +176,7 @@ export class FlightProxy implements AsyncDisposable {
   #token: ProxyToken | undefined;
   // Each refusal line is logged once, not per call.
   #explained = new Set<string>();
+  #split: (info: Uint8Array) => Uint8Array = (info) => info;
 
   private constructor(
     server: grpc.Server,
@@ -261,6 +265,7 @@ export class FlightProxy implements AsyncDisposable {
       options.kafka,
     );
     proxy.setToken(options.token);
+    proxy.#split = streamSplitter(options.splitStreams, (line) => logger.debug(line));
     server.addService(rawFlightService(), proxy.#handlers());
     return proxy;
   }
@@ -313,7 +318,7 @@ export class FlightProxy implements AsyncDisposable {
     const flightInfo: Transform = (bytes, clientHost) =>
       publishing && checkPublishFlightInfo(bytes)
         ? bytes
-        : this.#rewriter.toLocal(bytes, Shapes.FlightInfo, clientHost);
+        : this.#rewriter.toLocal(this.#split(bytes), Shapes.FlightInfo, clientHost);
     const handlers: Record<FlightMethod, grpc.UntypedHandleCall> = {
       Handshake: this.#bidi("Handshake"),
       ListFlights: this.#serverStream("ListFlights", undefined, () => toLocal(Shapes.FlightInfo)),

@@ -91,6 +91,7 @@ export async function runProxyChild(): Promise<number> {
             remoteClients: message.remoteClients,
             kafka,
             token,
+            splitStreams: message.splitStreams,
           });
         } catch (error) {
           out({ type: "failed", message: (error as Error).message });

@@ -63,6 +63,8 @@ export interface IsolatedProxyOptions {
    * local listener; left out, kafka:// locations pass unchanged.
    */
   kafka?: { mode: KafkaMode; resolver?: KafkaResolver };
+  /** `--split-streams K`: bounded Stream endpoints split in K (lib/flight/split_streams.ts). */
+  splitStreams?: number;
   /**
    * The command that runs a child; by default this program with
    * {@link PROXY_CHILD_FLAG} (the compiled binary itself, or `deno run main.ts`).
@@ -347,6 +349,7 @@ class Child {
       level: this.#logger.level,
       remoteClients: options.remoteClients,
       kafka: options.kafka?.mode,
+      splitStreams: options.splitStreams,
     });
     while (true) {
       const next = await this.#messages.next();

@@ -65,6 +65,8 @@ export type ToChild =
     remoteClients?: boolean;
     /** `--kafka`; left out, kafka:// locations pass unchanged. */
     kafka?: KafkaMode;
+    /** `--split-streams K`; left out, FlightInfo endpoints are not split. */
+    splitStreams?: number;
     /** The user's token, in place before the first call. */
     token?: ProxyToken;
   }
