@@ -11,6 +11,7 @@
  */
 import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { localUrl, LocationMap } from "./locations.ts";
 import type { KafkaLocations } from "./kafka_locations.ts";
@@ -26,7 +27,7 @@ import {
   type MessageShape,
   Shapes,
 } from "./rewrite.ts";
-import { readFields, WireError, WireType } from "./wire.ts";
+import { concatBytes, readFields, WireError, WireType } from "./wire.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
@@ -452,18 +453,26 @@ export class FlightProxy implements AsyncDisposable {
         (_error, value) => response = value,
       );
       call.on("cancelled", () => backend.cancel());
-      backend.on("metadata", (headers) => call.sendMetadata(forwardable(headers)));
+      // Held until the answer is known: headers, message and trailers then leave together.
+      let headers: grpc.Metadata | undefined;
+      backend.on("metadata", (metadata) => headers = metadata);
       // The callback above runs just before 'status', so the response is known here.
       backend.on("status", async (status) => {
-        if (status.code !== grpc.status.OK) return callback(this.#explain(status, outgoing.ours));
+        const answer = (...args: Parameters<typeof callback>) => {
+          const flush = corked(call);
+          if (headers) call.sendMetadata(forwardable(headers));
+          callback(...args);
+          flush();
+        };
+        if (status.code !== grpc.status.OK) return answer(this.#explain(status, outgoing.ours));
         if (response === undefined) {
-          return callback({ code: grpc.status.INTERNAL, details: "server sent no response" });
+          return answer({ code: grpc.status.INTERNAL, details: "server sent no response" });
         }
         try {
           const out = transform ? await transform(response, this.#clientHost(call)) : response;
-          callback(null, toBuffer(out), status.metadata);
+          answer(null, toBuffer(out), status.metadata);
         } catch (error) {
-          callback(this.#failure(error, method));
+          answer(this.#failure(error, method));
         }
       });
     };
@@ -582,6 +591,57 @@ export class FlightProxy implements AsyncDisposable {
       call.end(status.metadata);
     });
   }
+}
+
+/**
+ * Corks the connection of a server call for two turns of the event loop, so
+ * that what a unary call sends (headers, message, trailers: each its own write
+ * in Deno's node:http2) goes out in one write, one wake-up of the reader; the
+ * returned function schedules the uncork. Reaches into grpc-js 1.14's call
+ * (call.call.stream.session.socket); a call without that shape is not corked.
+ */
+function corked(call: object): () => void {
+  // deno-lint-ignore no-explicit-any
+  const socket = (call as any).call?.stream?.session?.socket;
+  if (typeof socket?.cork !== "function" || typeof socket?.uncork !== "function") return () => {};
+  joinWrites(socket);
+  socket.cork();
+  // Two turns: the trailers are sent from the message write's callback, a turn later.
+  return () => setImmediate(() => setImmediate(() => socket.uncork()));
+}
+
+interface PendingWrite {
+  chunk: unknown;
+}
+interface WritevSocket {
+  _writev?: (chunks: PendingWrite[], callback: (error?: Error | null) => void) => void;
+  _write: (chunk: Uint8Array, encoding: string, callback: (error?: Error | null) => void) => void;
+}
+const joined = new WeakSet<object>();
+// Larger batches (bulk DoGet data queued behind a write) go as they are, uncopied.
+const JOIN_LIMIT = 64 * 1024;
+
+/**
+ * Deno's net.Socket writev sends each buffered chunk with its own syscall: join
+ * small batches first, so a corked socket's writes are one.
+ */
+function joinWrites(socket: WritevSocket): void {
+  if (joined.has(socket) || typeof socket._writev !== "function") return;
+  joined.add(socket);
+  const writev = socket._writev.bind(socket);
+  socket._writev = (chunks, callback) => {
+    let size = 0;
+    for (const { chunk } of chunks) {
+      size = chunk instanceof Uint8Array ? size + chunk.length : Infinity;
+    }
+    if (size > JOIN_LIMIT) return writev(chunks, callback);
+    const bytes = concatBytes(chunks.map(({ chunk }) => chunk as Uint8Array));
+    socket._write(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      "buffer",
+      callback,
+    );
+  };
 }
 
 const utf8 = new TextDecoder();
