@@ -498,3 +498,94 @@ for (let done = false; !done;) {
 }
 console.log(JSON.stringify(reads));
 `;
+
+Deno.test("a unary request leaves the proxy for the backend in one write: headers and message", async () => {
+  const CALLS = 5;
+  // A bare HTTP/2 server in its own process that answers every request trailers-only
+  // and says, per read, which frame types of which stream it held.
+  const answer = encodeHeaderBlock([
+    { name: ":status", value: "200" },
+    { name: "content-type", value: "application/grpc" },
+    { name: "grpc-status", value: "14" },
+  ]);
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["eval", RAW_SERVER, btoa(String.fromCharCode(...answer)), String(CALLS)],
+    stdout: "piped",
+  }).spawn();
+  const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await lines.read()).value);
+  const proxy = await FlightProxy.start({ backend: `127.0.0.1:${port}`, listen: "127.0.0.1:0" });
+  const client = FlightTestClient.connect(proxy.url);
+  try {
+    for (let i = 0; i < CALLS; i++) {
+      await client.getFlightInfo(arrakisCommand("Count")).catch(() => undefined);
+    }
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+  let text = "";
+  for (let chunk = await lines.read(); !chunk.done; chunk = await lines.read()) text += chunk.value;
+  await server.status;
+  const reads: [number, number[]][] = JSON.parse(text);
+  // The calls after the first, on an open connection: streams 3, 5, …
+  const later = reads.filter(([stream]) => stream > 1);
+  assertEquals(later.length, CALLS - 1);
+  for (const [, types] of later) assertEquals(types, [FrameType.HEADERS, FrameType.DATA]);
+});
+
+/**
+ * Listens on a free port (printed on the first line), answers SETTINGS, and each
+ * request (its END_STREAM) with HEADERS `atob(argv[0])` ending the stream;
+ * after `argv[1]` requests prints, per read and stream, the frame types it held.
+ */
+const RAW_SERVER = `
+const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+console.log(listener.addr.port);
+const conn = await listener.accept();
+const answer = Uint8Array.from(atob(Deno.args[0]), (c) => c.charCodeAt(0));
+const frame = (type, flags, stream, payload) => {
+  const out = new Uint8Array(9 + payload.length);
+  out.set([payload.length >> 16, (payload.length >> 8) & 255, payload.length & 255, type, flags]);
+  new DataView(out.buffer).setUint32(5, stream);
+  out.set(payload, 9);
+  return out;
+};
+await conn.write(frame(4, 0, 0, new Uint8Array(0)));
+const reads = [];
+const buffer = new Uint8Array(65536);
+let pending = new Uint8Array(0);
+let prefaceLeft = 24;
+let answered = 0;
+while (answered < Number(Deno.args[1])) {
+  const n = await conn.read(buffer);
+  if (n === null) break;
+  const joined = new Uint8Array(pending.length + n);
+  joined.set(pending);
+  joined.set(buffer.subarray(0, n), pending.length);
+  pending = joined;
+  const skip = Math.min(prefaceLeft, pending.length);
+  pending = pending.subarray(skip);
+  prefaceLeft -= skip;
+  const byStream = new Map();
+  while (pending.length >= 9) {
+    const length = (pending[0] << 16) | (pending[1] << 8) | pending[2];
+    if (pending.length < 9 + length) break;
+    const [type, flags] = [pending[3], pending[4]];
+    const stream = new DataView(pending.buffer, pending.byteOffset + 5, 4).getUint32(0);
+    if (type === 4 && !(flags & 1)) await conn.write(frame(4, 1, 0, new Uint8Array(0)));
+    if (stream > 0) {
+      byStream.set(stream, [...(byStream.get(stream) ?? []), type]);
+      if (flags & 1 && (type === 0 || type === 1)) {
+        await conn.write(frame(1, 5, stream, answer));
+        answered++;
+      }
+    }
+    pending = pending.subarray(9 + length);
+  }
+  for (const entry of byStream) reads.push(entry);
+}
+console.log(JSON.stringify(reads));
+conn.close();
+listener.close();
+`;

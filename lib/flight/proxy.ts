@@ -443,6 +443,9 @@ export class FlightProxy implements AsyncDisposable {
       this.#logger.debug(`${method}`);
       let response: Buffer | undefined;
       const outgoing = this.#outgoing(call.metadata);
+      // The request's headers and message in one write to the backend (one turn: the
+      // message goes out on the next tick).
+      const flushRequest = cork(channelSocket(this.#client), 1);
       const backend = this.#client.makeUnaryRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
@@ -452,6 +455,7 @@ export class FlightProxy implements AsyncDisposable {
         this.#callOptions(call),
         (_error, value) => response = value,
       );
+      flushRequest();
       call.on("cancelled", () => backend.cancel());
       // Held until the answer is known: headers, message and trailers then leave together.
       let headers: grpc.Metadata | undefined;
@@ -459,7 +463,8 @@ export class FlightProxy implements AsyncDisposable {
       // The callback above runs just before 'status', so the response is known here.
       backend.on("status", async (status) => {
         const answer = (...args: Parameters<typeof callback>) => {
-          const flush = corked(call);
+          // Two turns: the trailers leave from the message write's callback, a turn later.
+          const flush = cork(callSocket(call), 2);
           if (headers) call.sendMetadata(forwardable(headers));
           callback(...args);
           flush();
@@ -594,26 +599,46 @@ export class FlightProxy implements AsyncDisposable {
 }
 
 /**
- * Corks the connection of a server call for two turns of the event loop, so
- * that what a unary call sends (headers, message, trailers: each its own write
- * in Deno's node:http2) goes out in one write, one wake-up of the reader; the
- * returned function schedules the uncork. Reaches into grpc-js 1.14's call
- * (call.call.stream.session.socket); a call without that shape is not corked.
+ * Corks `socket` for `turns` turns of the event loop, so that what is sent
+ * meanwhile (each HTTP/2 frame is its own write in Deno's node:http2) goes out
+ * in one write, one wake-up of the reader; the returned function schedules the
+ * uncork. No socket (grpc-js internals of another shape): nothing corked.
  */
-function corked(call: object): () => void {
-  // deno-lint-ignore no-explicit-any
-  const socket = (call as any).call?.stream?.session?.socket;
+function cork(socket: CorkableSocket | undefined, turns: number): () => void {
   if (typeof socket?.cork !== "function" || typeof socket?.uncork !== "function") return () => {};
   joinWrites(socket);
   socket.cork();
-  // Two turns: the trailers are sent from the message write's callback, a turn later.
-  return () => setImmediate(() => setImmediate(() => socket.uncork()));
+  const later = (left: number): void => {
+    setImmediate(() => left > 1 ? later(left - 1) : socket.uncork?.());
+  };
+  return () => later(turns);
+}
+
+/**
+ * The connection of a server call, from grpc-js 1.14's internals
+ * (call.call.stream.session.socket).
+ */
+function callSocket(call: object): CorkableSocket | undefined {
+  // deno-lint-ignore no-explicit-any
+  return (call as any).call?.stream?.session?.socket;
+}
+
+/**
+ * The backend channel's connection while it has one, from grpc-js 1.14's internals
+ * (pick-first: internalChannel.currentPicker.subchannel.child.transport.session.socket).
+ */
+function channelSocket(client: grpc.Client): CorkableSocket | undefined {
+  // deno-lint-ignore no-explicit-any
+  const channel = client.getChannel() as any;
+  return channel.internalChannel?.currentPicker?.subchannel?.child?.transport?.session?.socket;
 }
 
 interface PendingWrite {
   chunk: unknown;
 }
-interface WritevSocket {
+interface CorkableSocket {
+  cork?: () => void;
+  uncork?: () => void;
   _writev?: (chunks: PendingWrite[], callback: (error?: Error | null) => void) => void;
   _write: (chunk: Uint8Array, encoding: string, callback: (error?: Error | null) => void) => void;
 }
@@ -625,7 +650,7 @@ const JOIN_LIMIT = 64 * 1024;
  * Deno's net.Socket writev sends each buffered chunk with its own syscall: join
  * small batches first, so a corked socket's writes are one.
  */
-function joinWrites(socket: WritevSocket): void {
+function joinWrites(socket: CorkableSocket): void {
   if (joined.has(socket) || typeof socket._writev !== "function") return;
   joined.add(socket);
   const writev = socket._writev.bind(socket);
