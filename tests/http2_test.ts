@@ -317,6 +317,24 @@ Deno.test("without a token, requests pass with their fields unchanged", () => {
   assertEquals(blocks[0], [1, requests[0]]);
 });
 
+Deno.test("without an authorization option, header blocks pass byte for byte", () => {
+  const goaway = frame(FrameType.GOAWAY, 0, 0, hex("0000000100000000"));
+  const stream = concat([clientStream, goaway]);
+  // With the option (even one adding nothing) the blocks are re-encoded: other bytes.
+  const reencoded = rewrite(clientStream, clientStream.length, () => undefined).bytes;
+  assert(
+    reencoded.length !== clientStream.length || reencoded.some((b, i) => b !== clientStream[i]),
+  );
+  for (const size of [1, 7, 9, 17, stream.length]) {
+    const rewriter = new RequestRewriter({ dropGoaway: true });
+    const out: Uint8Array[] = [];
+    for (let at = 0; at < stream.length; at += size) {
+      for (const piece of rewriter.push(stream.subarray(at, at + size))) out.push(piece.slice());
+    }
+    assertEquals(concat(out), clientStream, `pieces of ${size}`);
+  }
+});
+
 Deno.test("a token too large for one frame goes in CONTINUATION frames", () => {
   const token = `Bearer ${"x".repeat(40000)}`;
   const input = concat([

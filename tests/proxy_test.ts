@@ -29,6 +29,14 @@ import { flightType } from "../lib/flight/proto.ts";
 import { concatBytes, encodeVarint } from "../lib/flight/wire.ts";
 import { tableToFlightData } from "../lib/flight/arrow_ipc.ts";
 import { tableFromArrays } from "apache-arrow";
+import { encodeHeaderBlock } from "../lib/http2/hpack.ts";
+import {
+  CLIENT_PREFACE,
+  Flag,
+  FRAME_HEADER_SIZE,
+  FrameType,
+  writeFrameHeader,
+} from "../lib/http2/frames.ts";
 
 const ADVERTISED = { "data-a": "data-a.cluster:40001", "data-b": "data-b.cluster:40001" };
 
@@ -418,3 +426,166 @@ Deno.test("backpressure: a client that stops reading stops the backend too", asy
     server.forceShutdown();
   }
 });
+
+Deno.test("a unary answer leaves the proxy in one write: headers, message and trailers", async () => {
+  await using s = await setup();
+  const frame = (type: number, flags: number, stream: number, payload: Uint8Array) => {
+    const out = new Uint8Array(FRAME_HEADER_SIZE + payload.length);
+    writeFrameHeader(out, 0, payload.length, type, flags, stream);
+    out.set(payload, FRAME_HEADER_SIZE);
+    return out;
+  };
+  const cmd = new TextEncoder().encode(
+    JSON.stringify({ request: "Count", args: { pattern: ".*" } }),
+  );
+  const descriptor = concatBytes([Uint8Array.of(0x08, 2, 0x12), encodeVarint(cmd.length), cmd]);
+  const message = new Uint8Array(5 + descriptor.length);
+  new DataView(message.buffer).setUint32(1, descriptor.length);
+  message.set(descriptor, 5);
+  const headers = encodeHeaderBlock([
+    { name: ":method", value: "POST" },
+    { name: ":scheme", value: "http" },
+    { name: ":path", value: "/arrow.flight.protocol.FlightService/GetFlightInfo" },
+    { name: ":authority", value: s.proxy.address },
+    { name: "content-type", value: "application/grpc" },
+    { name: "te", value: "trailers" },
+  ]);
+  const request = concatBytes([
+    CLIENT_PREFACE,
+    frame(4, 0, 0, new Uint8Array(0)), // SETTINGS, empty
+    frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headers),
+    frame(FrameType.DATA, Flag.END_STREAM, 1, message),
+  ]);
+  // The client in its own process: one in this one reads only when the proxy's code yields.
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", RAW_CLIENT, s.proxy.address, btoa(String.fromCharCode(...request))],
+    stdout: "piped",
+  }).output();
+  const reads: number[][] = JSON.parse(new TextDecoder().decode(output.stdout));
+  assertEquals(reads, [[FrameType.HEADERS, FrameType.DATA, FrameType.HEADERS]]);
+});
+
+/**
+ * Sends `atob(argv[1])` to `argv[0]` (host:port) and prints, per read, the
+ * types of the stream-1 frames it held, until stream 1's trailers.
+ */
+const RAW_CLIENT = `
+const [hostname, port] = Deno.args[0].split(":");
+const conn = await Deno.connect({ hostname, port: Number(port) });
+await conn.write(Uint8Array.from(atob(Deno.args[1]), (c) => c.charCodeAt(0)));
+const reads = [];
+const buffer = new Uint8Array(65536);
+let pending = new Uint8Array(0);
+for (let done = false; !done;) {
+  const n = await conn.read(buffer);
+  if (n === null) break;
+  const joined = new Uint8Array(pending.length + n);
+  joined.set(pending);
+  joined.set(buffer.subarray(0, n), pending.length);
+  pending = joined;
+  const types = [];
+  while (pending.length >= 9) {
+    const length = (pending[0] << 16) | (pending[1] << 8) | pending[2];
+    if (pending.length < 9 + length) break;
+    const stream = new DataView(pending.buffer, pending.byteOffset + 5, 4).getUint32(0);
+    if (stream === 1) {
+      types.push(pending[3]);
+      if (pending[3] === 1 && pending[4] & 1) done = true;
+    }
+    pending = pending.subarray(9 + length);
+  }
+  if (types.length > 0) reads.push(types);
+}
+console.log(JSON.stringify(reads));
+`;
+
+Deno.test("a unary request leaves the proxy for the backend in one write: headers and message", async () => {
+  const CALLS = 5;
+  // A bare HTTP/2 server in its own process that answers every request trailers-only
+  // and says, per read, which frame types of which stream it held.
+  const answer = encodeHeaderBlock([
+    { name: ":status", value: "200" },
+    { name: "content-type", value: "application/grpc" },
+    { name: "grpc-status", value: "14" },
+  ]);
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["eval", RAW_SERVER, btoa(String.fromCharCode(...answer)), String(CALLS)],
+    stdout: "piped",
+  }).spawn();
+  const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await lines.read()).value);
+  const proxy = await FlightProxy.start({ backend: `127.0.0.1:${port}`, listen: "127.0.0.1:0" });
+  const client = FlightTestClient.connect(proxy.url);
+  try {
+    for (let i = 0; i < CALLS; i++) {
+      await client.getFlightInfo(arrakisCommand("Count")).catch(() => undefined);
+    }
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+  let text = "";
+  for (let chunk = await lines.read(); !chunk.done; chunk = await lines.read()) text += chunk.value;
+  await server.status;
+  const reads: [number, number[]][] = JSON.parse(text);
+  // The calls after the first, on an open connection: streams 3, 5, …
+  const later = reads.filter(([stream]) => stream > 1);
+  assertEquals(later.length, CALLS - 1);
+  for (const [, types] of later) assertEquals(types, [FrameType.HEADERS, FrameType.DATA]);
+});
+
+/**
+ * Listens on a free port (printed on the first line), answers SETTINGS, and each
+ * request (its END_STREAM) with HEADERS `atob(argv[0])` ending the stream;
+ * after `argv[1]` requests prints, per read and stream, the frame types it held.
+ */
+const RAW_SERVER = `
+const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+console.log(listener.addr.port);
+const conn = await listener.accept();
+const answer = Uint8Array.from(atob(Deno.args[0]), (c) => c.charCodeAt(0));
+const frame = (type, flags, stream, payload) => {
+  const out = new Uint8Array(9 + payload.length);
+  out.set([payload.length >> 16, (payload.length >> 8) & 255, payload.length & 255, type, flags]);
+  new DataView(out.buffer).setUint32(5, stream);
+  out.set(payload, 9);
+  return out;
+};
+await conn.write(frame(4, 0, 0, new Uint8Array(0)));
+const reads = [];
+const buffer = new Uint8Array(65536);
+let pending = new Uint8Array(0);
+let prefaceLeft = 24;
+let answered = 0;
+while (answered < Number(Deno.args[1])) {
+  const n = await conn.read(buffer);
+  if (n === null) break;
+  const joined = new Uint8Array(pending.length + n);
+  joined.set(pending);
+  joined.set(buffer.subarray(0, n), pending.length);
+  pending = joined;
+  const skip = Math.min(prefaceLeft, pending.length);
+  pending = pending.subarray(skip);
+  prefaceLeft -= skip;
+  const byStream = new Map();
+  while (pending.length >= 9) {
+    const length = (pending[0] << 16) | (pending[1] << 8) | pending[2];
+    if (pending.length < 9 + length) break;
+    const [type, flags] = [pending[3], pending[4]];
+    const stream = new DataView(pending.buffer, pending.byteOffset + 5, 4).getUint32(0);
+    if (type === 4 && !(flags & 1)) await conn.write(frame(4, 1, 0, new Uint8Array(0)));
+    if (stream > 0) {
+      byStream.set(stream, [...(byStream.get(stream) ?? []), type]);
+      if (flags & 1 && (type === 0 || type === 1)) {
+        await conn.write(frame(1, 5, stream, answer));
+        answered++;
+      }
+    }
+    pending = pending.subarray(9 + length);
+  }
+  for (const entry of byStream) reads.push(entry);
+}
+console.log(JSON.stringify(reads));
+conn.close();
+listener.close();
+`;

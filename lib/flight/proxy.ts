@@ -11,6 +11,7 @@
  */
 import { grpc } from "./grpc.ts";
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import { FLIGHT_METHODS, type FlightMethod, methodPath } from "./methods.ts";
 import { localUrl, LocationMap } from "./locations.ts";
 import type { KafkaLocations } from "./kafka_locations.ts";
@@ -27,7 +28,7 @@ import {
   Shapes,
 } from "./rewrite.ts";
 import { streamSplitter } from "./split_streams.ts";
-import { readFields, WireError, WireType } from "./wire.ts";
+import { concatBytes, readFields, WireError, WireType } from "./wire.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { UserError } from "../errors.ts";
 import { formatNetloc, parseNetloc } from "../netloc.ts";
@@ -447,6 +448,9 @@ export class FlightProxy implements AsyncDisposable {
       this.#logger.debug(`${method}`);
       let response: Buffer | undefined;
       const outgoing = this.#outgoing(call.metadata);
+      // The request's headers and message in one write to the backend (one turn: the
+      // message goes out on the next tick).
+      const flushRequest = cork(channelSocket(this.#client), 1);
       const backend = this.#client.makeUnaryRequest<Buffer, Buffer>(
         methodPath(method),
         passBytes,
@@ -456,19 +460,29 @@ export class FlightProxy implements AsyncDisposable {
         this.#callOptions(call),
         (_error, value) => response = value,
       );
+      flushRequest();
       call.on("cancelled", () => backend.cancel());
-      backend.on("metadata", (headers) => call.sendMetadata(forwardable(headers)));
+      // Held until the answer is known: headers, message and trailers then leave together.
+      let headers: grpc.Metadata | undefined;
+      backend.on("metadata", (metadata) => headers = metadata);
       // The callback above runs just before 'status', so the response is known here.
       backend.on("status", async (status) => {
-        if (status.code !== grpc.status.OK) return callback(this.#explain(status, outgoing.ours));
+        const answer = (...args: Parameters<typeof callback>) => {
+          // Two turns: the trailers leave from the message write's callback, a turn later.
+          const flush = cork(callSocket(call), 2);
+          if (headers) call.sendMetadata(forwardable(headers));
+          callback(...args);
+          flush();
+        };
+        if (status.code !== grpc.status.OK) return answer(this.#explain(status, outgoing.ours));
         if (response === undefined) {
-          return callback({ code: grpc.status.INTERNAL, details: "server sent no response" });
+          return answer({ code: grpc.status.INTERNAL, details: "server sent no response" });
         }
         try {
           const out = transform ? await transform(response, this.#clientHost(call)) : response;
-          callback(null, toBuffer(out), status.metadata);
+          answer(null, toBuffer(out), status.metadata);
         } catch (error) {
-          callback(this.#failure(error, method));
+          answer(this.#failure(error, method));
         }
       });
     };
@@ -587,6 +601,77 @@ export class FlightProxy implements AsyncDisposable {
       call.end(status.metadata);
     });
   }
+}
+
+/**
+ * Corks `socket` for `turns` turns of the event loop, so that what is sent
+ * meanwhile (each HTTP/2 frame is its own write in Deno's node:http2) goes out
+ * in one write, one wake-up of the reader; the returned function schedules the
+ * uncork. No socket (grpc-js internals of another shape): nothing corked.
+ */
+function cork(socket: CorkableSocket | undefined, turns: number): () => void {
+  if (typeof socket?.cork !== "function" || typeof socket?.uncork !== "function") return () => {};
+  joinWrites(socket);
+  socket.cork();
+  const later = (left: number): void => {
+    setImmediate(() => left > 1 ? later(left - 1) : socket.uncork?.());
+  };
+  return () => later(turns);
+}
+
+/**
+ * The connection of a server call, from grpc-js 1.14's internals
+ * (call.call.stream.session.socket).
+ */
+function callSocket(call: object): CorkableSocket | undefined {
+  // deno-lint-ignore no-explicit-any
+  return (call as any).call?.stream?.session?.socket;
+}
+
+/**
+ * The backend channel's connection while it has one, from grpc-js 1.14's internals
+ * (pick-first: internalChannel.currentPicker.subchannel.child.transport.session.socket).
+ */
+function channelSocket(client: grpc.Client): CorkableSocket | undefined {
+  // deno-lint-ignore no-explicit-any
+  const channel = client.getChannel() as any;
+  return channel.internalChannel?.currentPicker?.subchannel?.child?.transport?.session?.socket;
+}
+
+interface PendingWrite {
+  chunk: unknown;
+}
+interface CorkableSocket {
+  cork?: () => void;
+  uncork?: () => void;
+  _writev?: (chunks: PendingWrite[], callback: (error?: Error | null) => void) => void;
+  _write: (chunk: Uint8Array, encoding: string, callback: (error?: Error | null) => void) => void;
+}
+const joined = new WeakSet<object>();
+// Larger batches (bulk DoGet data queued behind a write) go as they are, uncopied.
+const JOIN_LIMIT = 64 * 1024;
+
+/**
+ * Deno's net.Socket writev sends each buffered chunk with its own syscall: join
+ * small batches first, so a corked socket's writes are one.
+ */
+function joinWrites(socket: CorkableSocket): void {
+  if (joined.has(socket) || typeof socket._writev !== "function") return;
+  joined.add(socket);
+  const writev = socket._writev.bind(socket);
+  socket._writev = (chunks, callback) => {
+    let size = 0;
+    for (const { chunk } of chunks) {
+      size = chunk instanceof Uint8Array ? size + chunk.length : Infinity;
+    }
+    if (size > JOIN_LIMIT) return writev(chunks, callback);
+    const bytes = concatBytes(chunks.map(({ chunk }) => chunk as Uint8Array));
+    socket._write(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      "buffer",
+      callback,
+    );
+  };
 }
 
 const utf8 = new TextDecoder();

@@ -19,6 +19,7 @@
  */
 import { type Logger, silentLogger } from "../log.ts";
 import { RequestRewriter } from "./request_rewriter.ts";
+import { concatBytes } from "../flight/wire.ts";
 import { closeQuietly, copyConnection, noDelay, PIPE_BUFFER, writeAll } from "../net/pipe.ts";
 import { type ConnectionServer, serveConnections } from "../net/serve_connections.ts";
 
@@ -26,8 +27,11 @@ import { type ConnectionServer, serveConnections } from "../net/serve_connection
 export interface HeaderRelayOptions {
   /** Opens the upstream connection (an SSH forward), once per client connection. */
   dial: () => Promise<Deno.Conn>;
-  /** The `authorization` value to add (`Bearer …`), read per request; undefined adds none. */
-  authorization: () => string | undefined;
+  /**
+   * The `authorization` value to add (`Bearer …`), read per request; undefined adds none.
+   * Omitted: request headers pass byte for byte (no HPACK decoding and re-encoding).
+   */
+  authorization?: () => string | undefined;
   /** One line per refused or failed connection (never a header value). */
   logger?: Logger;
   /** What the log lines call the upstream, e.g. `data-a:40001`. @default {"upstream"} */
@@ -65,7 +69,11 @@ export async function relayHttp2(client: Deno.Conn, options: HeaderRelayOptions)
     for (;;) {
       const n = await client.read(buffer);
       if (n === null) break;
-      for (const piece of rewriter.push(buffer.subarray(0, n))) await writeAll(upstream, piece);
+      // One write per read: each write is a wake-up of the reader on the other side.
+      const pieces = rewriter.push(buffer.subarray(0, n));
+      if (pieces.length > 0) {
+        await writeAll(upstream, pieces.length === 1 ? pieces[0] : concatBytes(pieces));
+      }
       if (rewriter.error) {
         logger.warn(`header relay to ${name}: connection closed: ${rewriter.error.message}`);
         break;

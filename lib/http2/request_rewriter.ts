@@ -3,7 +3,8 @@
  * preface is checked, request header blocks (HEADERS + CONTINUATION) are
  * decoded, given `authorization` when they carry none, and re-encoded; every
  * other frame comes out as the very bytes that went in (views of the input,
- * not copies).
+ * not copies). Without an `authorization` option header blocks pass as they
+ * are too (only frames are delimited, e.g. to drop GOAWAY).
  *
  * Every block is re-encoded, not only those that change: the encoder inserts
  * nothing into the dynamic table, so the server's table stays empty and the
@@ -39,8 +40,11 @@ import { encodeHeaderBlock, type HeaderField, HpackDecoder } from "./hpack.ts";
 
 /** Options of {@link RequestRewriter}. */
 export interface RequestRewriterOptions {
-  /** The `authorization` value to add to a request without one; undefined adds none. */
-  authorization: () => string | undefined;
+  /**
+   * The `authorization` value to add to a request without one; undefined adds none.
+   * Omitted: header blocks are not decoded at all and pass byte for byte.
+   */
+  authorization?: () => string | undefined;
   /** Largest header block (all its frames' payloads) accepted. @default {262144} */
   maxHeaderBlockBytes?: number;
   /** Leave out the client's GOAWAY frames (see {@link RequestRewriter}). @default {false} */
@@ -58,7 +62,7 @@ export class RequestRewriter {
   /** Request header blocks that got `authorization` from {@link RequestRewriterOptions.authorization}. */
   added = 0;
 
-  #authorization: () => string | undefined;
+  #authorization: (() => string | undefined) | undefined;
   #maxBlock: number;
   #decoder: HpackDecoder;
   #prefaceLeft = CLIENT_PREFACE.length;
@@ -186,7 +190,10 @@ export class RequestRewriter {
       this.#dropping = true;
       return false;
     }
-    if (type !== FrameType.HEADERS && type !== FrameType.CONTINUATION) {
+    if (
+      (type !== FrameType.HEADERS && type !== FrameType.CONTINUATION) ||
+      this.#authorization === undefined
+    ) {
       this.#passLeft = length;
       return true;
     }
@@ -261,7 +268,7 @@ export class RequestRewriter {
   }
 
   #addAuthorization(fields: HeaderField[]): void {
-    const value = this.#authorization();
+    const value = this.#authorization?.();
     if (value === undefined || !FIELD_VALUE.test(value)) return;
     fields.push({ name: AUTHORIZATION, value, neverIndexed: true });
     this.added++;

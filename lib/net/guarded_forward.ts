@@ -44,9 +44,9 @@ export function serveGuardedForward(
     // Frame by frame, so that the client's GOAWAY never reaches the grpc-js
     // child: Deno's nghttp2 aborts on one after many streams (denoland/deno#36788).
     // Closing conn (at close) ends the relay, which closes the child's end too.
+    // No authorization option: header blocks pass byte for byte, not re-encoded.
     await relayHttp2(conn, {
       dial: options.dial,
-      authorization: () => undefined,
       dropGoaway: true,
       logger,
       name: "the proxy process",
