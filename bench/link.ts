@@ -536,7 +536,7 @@ async function overLinks(
   const server = `grpc://${main.name}:${main.port}`;
   await using kafkaStack = new AsyncDisposableStack();
   // Its own cluster, started meanwhile (the broker takes longest), stopped whatever happens.
-  const kafkaStarting = needs("kafka")
+  const kafkaStarting = needs("kafka") && !sizes.readyOnly
     ? startKafkaDeployment({ brokerFullJit: sizes.kafkaBrokerFullJit })
     : undefined;
   kafkaStack.defer(async () => {
@@ -843,7 +843,7 @@ async function kafkaLive(
   );
 }
 
-/** `figures` with the proxy's start-up steps, with `-s` and without. */
+/** `figures` with the proxy's start-up steps, with `-s` and without, and adding a token. */
 async function withStartupSteps(
   figures: Figures,
   context: LinkContext,
@@ -851,6 +851,12 @@ async function withStartupSteps(
 ): Promise<Figures> {
   figures.startupSteps = await startupSteps(["-s", server, "-F", context.sshConfig, context.host]);
   figures.startupStepsRemoteEnv = await startupSteps(["-F", context.sshConfig, context.host]);
+  if (context.token) {
+    const { info, proxyTokenFile } = context.token;
+    figures.startupStepsToken = await startupSteps(
+      ["-s", info, "--token-file", proxyTokenFile, "-F", context.sshConfig, context.host],
+    );
+  }
   return figures;
 }
 
@@ -938,7 +944,7 @@ export function linkTables(results: Record<string, Figures>): string {
         "Kafka live latency p50 / p90, ms: " +
           Object.keys(live.median).map((p) =>
             `${p} ${fixed(live.median[p])} / ${fixed(p90[p])}` +
-            (p in added ? ` (p50 +${fixed(added[p], 2)})` : "")
+            (p in added ? ` (p50 ${added[p] < 0 ? "" : "+"}${fixed(added[p], 2)})` : "")
           ).join(", ") + ".",
         "",
       );
@@ -1067,6 +1073,13 @@ export async function linkMain(args: string[]): Promise<number> {
         stepLines(figures.startupStepsRemoteEnv as StartupStep[])
       }`,
     );
+    if (figures.startupStepsToken) {
+      console.log(
+        `start-up steps, ${name} (adding a token):\n${
+          stepLines(figures.startupStepsToken as StartupStep[])
+        }`,
+      );
+    }
   }
   console.log(loadLine(loadBefore));
   await writeResults(out, report);
