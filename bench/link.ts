@@ -1000,7 +1000,7 @@ export async function linkMain(args: string[]): Promise<number> {
   if (unknown?.length || (args.includes("--paths") && !pathsFlag)) {
     console.error(
       `bench: --paths wants names among ${Object.keys(LINK_PATHS).join(", ")}, got ${
-        option("--paths")
+        option("--paths") ?? "nothing"
       }`,
     );
     return 2;

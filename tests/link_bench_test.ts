@@ -25,6 +25,7 @@ interface LinkFigures {
   firstCallMs: Record<string, number>;
   startupSteps: { ms: number; step: string }[];
   startupStepsRemoteEnv: { ms: number; step: string }[];
+  startupStepsToken: { ms: number; step: string }[];
   kafkaLiveP50Ms: { median: Record<string, number> };
   kafkaLiveP90Ms: { median: Record<string, number> };
   kafkaLiveAddedP50Ms: Record<string, number>;
@@ -92,11 +93,12 @@ Deno.test("deno task bench --link --quick reports every path over an emulated li
     for (const path of ["kafkaForward", "kafkaFlight"]) {
       assert(Number.isFinite(link.kafkaLiveAddedP50Ms[path]), `kafkaLiveAddedP50Ms.${path}`);
     }
-    for (const key of ["startupSteps", "startupStepsRemoteEnv"] as const) {
+    for (const key of ["startupSteps", "startupStepsRemoteEnv", "startupStepsToken"] as const) {
       const steps = link[key];
       assert(steps.some((s) => s.step.startsWith("ready: export ARRAKIS_SERVER=")), key);
       assert(steps.some((s) => s.step === "(proxy child listening)"), key);
     }
+    assert(link.startupStepsToken.some((s) => s.step.startsWith("token for reads: issuer ")));
   } finally {
     await Deno.remove(out).catch(() => {});
   }
