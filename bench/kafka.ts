@@ -26,6 +26,8 @@ import { treeMemory } from "./children.ts";
 import { alternate, loadLine, median, quantile, summarize, writeResults } from "./stats.ts";
 import { pythonJson } from "../tests/fixtures/python.ts";
 import { KAFKA_BROKER } from "../tests/fixtures/real_kafka.ts";
+import type { Cluster } from "../tests/fixtures/cluster.ts";
+import type { KafkaPublisher } from "../tests/fixtures/kafka_publisher.ts";
 
 const MiB = 1 << 20;
 const SCRIPT = new URL("./py/kafka_bench.py", import.meta.url).pathname;
@@ -56,7 +58,8 @@ const FULL: Sizes = {
 };
 const QUICK: Sizes = { rounds: 1, liveBlocks: 4, skip: 1, pastSeconds: 2, memoryBytes: 4 * MiB };
 
-interface Run {
+/** What one `py/kafka_bench.py` run answers. */
+export interface KafkaRun {
   latencyMs?: number[];
   bytes?: number;
   seconds?: number;
@@ -66,6 +69,75 @@ interface Run {
 /** GPS seconds of a GPS ns time, as the client takes them. */
 function seconds(ns: bigint): number {
   return Number(ns) / 1e9;
+}
+
+/**
+ * The Kafka-backed deployment the bench measures: its cluster (reach the
+ * login host with `cluster.sshConfigPath`), the publisher, and the local port
+ * the broker's BASELINE listener advertises (the tunnel's, see {@link startKafkaTunnel}).
+ */
+export interface KafkaDeployment extends AsyncDisposable {
+  readonly cluster: Cluster;
+  readonly publisher: KafkaPublisher;
+  readonly tunnelPort: number;
+  /** The channels the publisher publishes (1 MiB/s together). */
+  readonly channels: string[];
+}
+
+/** Starts the deployment and its publisher; `brokerFullJit` for long runs (slower start). */
+export async function startKafkaDeployment(
+  { brokerFullJit }: { brokerFullJit: boolean },
+): Promise<KafkaDeployment> {
+  const { startCluster } = await import("../tests/fixtures/cluster.ts");
+  const { startKafkaPublisher } = await import("../tests/fixtures/kafka_publisher.ts");
+  await using stack = new AsyncDisposableStack();
+  const tunnelPort = getFreePort();
+  const cluster = stack.use(
+    await startCluster({
+      deployment: "real-kafka",
+      kafka: {
+        channels: CHANNELS,
+        strideNs: STRIDE_NS,
+        brokerFullJit,
+        brokerListeners: [
+          { name: "BASELINE", port: BASELINE_PORT, advertised: `127.0.0.1:${tunnelPort}` },
+        ],
+      },
+    }),
+  );
+  const publisher = stack.use(await startKafkaPublisher(cluster.netns));
+  const owned = stack.move();
+  return {
+    cluster,
+    publisher,
+    tunnelPort,
+    channels: CHANNELS.map((channel) => channel.name),
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
+}
+
+/** `arrakis-proxy` arguments for the deployment's info server with `--kafka mode`. */
+export function kafkaProxyArgs(mode: "forward" | "flight", sshConfig: string, host: string) {
+  return ["-q", "-l", "127.0.0.1:0", "-s", INFO, "--kafka", mode, "-F", sshConfig, host];
+}
+
+/** The baseline: `ssh -L` on the very port the BASELINE listener advertises. */
+export function startKafkaTunnel(sshConfig: string, host: string, tunnelPort: number) {
+  return sshTunnel(sshConfig, host, {
+    port: tunnelPort,
+    remote: `${KAFKA_BROKER.name}:${BASELINE_PORT}`,
+  });
+}
+
+/** One run of `py/kafka_bench.py` (see there for `config`). */
+export function kafkaClient(
+  venv: string,
+  channels: string[],
+  config: Record<string, unknown>,
+): Promise<KafkaRun> {
+  return pythonJson<KafkaRun>([SCRIPT, JSON.stringify({ channels, ...config })], {
+    python: `${venv}/bin/python`,
+  });
 }
 
 /** Runs the bench; resolves to its exit code. */
@@ -81,48 +153,26 @@ export async function main(args: string[]): Promise<number> {
   }
   const out = resolve(option("--out") ?? new URL("./results/kafka.json", import.meta.url).pathname);
   const venv = findVenv(option("--venv"));
-  const python = `${venv}/bin/python`;
   const sizes = quick ? QUICK : FULL;
   const log = (line: string) => console.error(`bench kafka: ${line}`);
   const loadBefore = Deno.loadavg();
   const started = performance.now();
-  const { startCluster } = await import("../tests/fixtures/cluster.ts");
   const { startProxy } = await import("../tests/fixtures/proxy_cli.ts");
-  const { startKafkaPublisher } = await import("../tests/fixtures/kafka_publisher.ts");
 
-  const tunnelPort = getFreePort();
   log(`starting the deployment (${quick ? "quick" : "full"})`);
-  await using cluster = await startCluster({
-    deployment: "real-kafka",
-    kafka: {
-      channels: CHANNELS,
-      strideNs: STRIDE_NS,
-      brokerFullJit: !quick,
-      brokerListeners: [
-        { name: "BASELINE", port: BASELINE_PORT, advertised: `127.0.0.1:${tunnelPort}` },
-      ],
-    },
-  });
-  await using publisher = await startKafkaPublisher(cluster.netns);
-  const ssh = ["-F", cluster.sshConfigPath, cluster.sshHost];
-  const proxyArgs = (
-    mode: string,
-  ) => ["-q", "-l", "127.0.0.1:0", "-s", INFO, "--kafka", mode, ...ssh];
+  await using deployment = await startKafkaDeployment({ brokerFullJit: !quick });
+  const { cluster, publisher, tunnelPort, channels } = deployment;
+  const proxyArgs = (mode: "forward" | "flight") =>
+    kafkaProxyArgs(mode, cluster.sshConfigPath, cluster.sshHost);
   await using forward = await startProxy(proxyArgs("forward"));
   await using flight = await startProxy(proxyArgs("flight"));
-  // ssh -L on the very port the BASELINE listener advertises.
-  await using _tunnel = await sshTunnel(cluster.sshConfigPath, cluster.sshHost, {
-    port: tunnelPort,
-    remote: `${KAFKA_BROKER.name}:${BASELINE_PORT}`,
-  });
-  const channels = CHANNELS.map((channel) => channel.name);
+  await using _tunnel = await startKafkaTunnel(cluster.sshConfigPath, cluster.sshHost, tunnelPort);
   const paths: Record<string, { url: string; kafka: string | null }> = {
     tunnel: { url: flight.url, kafka: `127.0.0.1:${tunnelPort}` },
     forward: { url: forward.url, kafka: null },
     flight: { url: flight.url, kafka: null },
   };
-  const client = (config: Record<string, unknown>) =>
-    pythonJson<Run>([SCRIPT, JSON.stringify({ channels, ...config })], { python });
+  const client = (config: Record<string, unknown>) => kafkaClient(venv, channels, config);
 
   // Past data: a span published before the first round, well within the retention.
   const first = await publisher.waitForBlocks(1);
@@ -169,7 +219,7 @@ export async function main(args: string[]): Promise<number> {
 
   // Memory: a fresh forward proxy, idle, then while memoryBytes pass through its listener.
   const whole = seconds(publisher.published.at(-1)!);
-  let passed: Run = {};
+  let passed: KafkaRun = {};
   {
     await using proxy = await startProxy(proxyArgs("forward"));
     await new Promise((resolve) => setTimeout(resolve, 1000));

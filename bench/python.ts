@@ -8,6 +8,7 @@
  */
 import { pythonEnv, pythonJson } from "../tests/fixtures/python.ts";
 import { sendSignal, stopChild } from "../lib/process.ts";
+import { readLines } from "../lib/lines.ts";
 import type { Netns } from "../tests/fixtures/netns.ts";
 
 const here = (file: string) => new URL(file, import.meta.url).pathname;
@@ -74,26 +75,34 @@ export async function benchChannels(dir: string, count: number): Promise<BenchCh
   return { names, start: 1_300_000_000 * 1e9, file };
 }
 
+/** A running {@link startArrakisServer}. */
+export interface BenchArrakisServer extends AsyncDisposable {
+  /** What it wrote on stderr so far (with `--verbose`, each call's authenticated caller). */
+  log(): string;
+}
+
 /**
  * A real `arrakis-server` inside the namespace, bound to `host:port`: self-serving
- * (`mock CHANNELS.toml`) and/or routing by a scope map (`-s FILE`); ready once it
- * accepts connections there.
+ * (`mock CHANNELS.toml`) and/or routing by a scope map (`-s FILE`), with `options`
+ * before those (e.g. `--auth full …`); ready once it accepts connections there.
  */
 export async function startArrakisServer(
   netns: Netns,
   venv: string,
   cacheDir: string,
-  { host, port, channelsFile, scopeMapFile }: {
+  { host, port, channelsFile, scopeMapFile, options = ["-q"] }: {
     host: string;
     port: number;
     channelsFile?: string;
     scopeMapFile?: string;
+    /** @default {["-q"]} */
+    options?: string[];
   },
-): Promise<AsyncDisposable> {
+): Promise<BenchArrakisServer> {
   const child = netns.spawn(
     [
       `${venv}/bin/arrakis-server`,
-      "-q",
+      ...options,
       "-u",
       `grpc://${host}:${port}`,
       ...(scopeMapFile ? ["-s", scopeMapFile] : []),
@@ -101,7 +110,12 @@ export async function startArrakisServer(
     ],
     { env: { XDG_CACHE_HOME: cacheDir }, stdin: "null", stdout: "null", stderr: "piped" },
   );
-  const stderr = new Response(child.stderr).text();
+  let log = "";
+  // Read for as long as it runs: a verbose server would block on a full pipe.
+  const stderr = (async () => {
+    for await (const line of readLines(child.stderr)) log += line + "\n";
+    return log;
+  })();
   let exited = false;
   child.status.then(() => exited = true);
   const stop = async () => {
@@ -114,7 +128,7 @@ export async function startArrakisServer(
   for (let i = 0; i < 600; i++) {
     if (exited) throw new Error(`arrakis-server exited at startup:\n${await stderr}`);
     const probe = await netns.exec(["bash", "-c", `echo > /dev/tcp/${host}/${port}`]);
-    if (probe.code === 0) return { [Symbol.asyncDispose]: stop };
+    if (probe.code === 0) return { log: () => log, [Symbol.asyncDispose]: stop };
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   await stop();

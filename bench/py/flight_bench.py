@@ -16,6 +16,12 @@ Modes (config "mode"):
 - "first": the first GetFlightInfo (Count) on each of "paths", just started, with
   a new client: what a user's first call costs (the path's own connections are
   made then). Prints {"firstCallMs": {name: ms}}.
+
+"tokenFiles" ("compare", "first"): {name: file or null} for paths to a deployment
+that checks SciTokens. A file: the client sends the token in it itself (explicit
+token= of arrakis, a header on pyarrow's calls); null: it sends none and looks for
+none (token=False), so only what the path adds reaches the server. Paths not named
+there are left to arrakis's own token discovery.
 - "stream": one path; follows the Stream FlightInfo's locations until at least
   "bytes" have arrived (for the proxy's peak memory). Prints {"bytes", "seconds"}.
 """
@@ -67,6 +73,12 @@ def drain(reader):
         total += chunk.data.nbytes
 
 
+def call_options(token):
+    """Call options sending `token` as arrakis does (a Bearer header), or nothing."""
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return flight.FlightCallOptions(headers=headers)
+
+
 class Path:
     """One way to reach the server: a URL and the clients opened through it;
     with a token, every call sends it (an explicit-token client)."""
@@ -74,8 +86,7 @@ class Path:
     def __init__(self, url, token=None):
         self.url = url
         self.client = flight.connect(url)
-        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-        self.options = flight.FlightCallOptions(headers=headers)
+        self.options = call_options(token)
         self.others = {}
 
     def client_for(self, location):
@@ -129,18 +140,31 @@ def latency(path, calls):
     return quantile(ms, 0.5), quantile(ms, 0.9)
 
 
-def arrakis_fetch(url, stream, seconds):
+def arrakis_fetch(url, stream, seconds, token=None):
     """The real client end to end: arrakis.Client.fetch; returns bytes of the arrays."""
     import arrakis
 
     start = stream["start"] / 1e9
-    block = arrakis.Client(url).fetch(stream["channels"], start, start + seconds)
+    block = arrakis.Client(url, token=token).fetch(stream["channels"], start, start + seconds)
     return sum(series.data.nbytes for series in block.values())
+
+
+def tokens_of(config):
+    """{name: token} for "tokenFiles": the token read from its file, or False for none."""
+    tokens = {}
+    for name, file in config.get("tokenFiles", {}).items():
+        if file is None:
+            tokens[name] = False
+        else:
+            with open(file) as f:
+                tokens[name] = f.read().strip()
+    return tokens
 
 
 def compare(config):
     names = list(config["paths"])
-    paths = {name: Path(url) for name, url in config["paths"].items()}
+    tokens = tokens_of(config)
+    paths = {name: Path(url, tokens.get(name) or None) for name, url in config["paths"].items()}
     mock = {name: Path(url) for name, url in config.get("mockPaths", {}).items()}
     stream = config["stream"]
     ticket = flight.Ticket(config["mockTicket"].encode()) if mock else None
@@ -150,12 +174,12 @@ def compare(config):
         figures.setdefault(figure, {}).setdefault(name, []).append(value)
 
     # Warm every path: connections, the proxies' forwards and code paths.
-    for path in paths.values():
+    for name, path in paths.items():
         for _ in range(20):
-            path.client.get_flight_info(COUNT)
+            path.client.get_flight_info(COUNT, path.options)
         path.follow(stream, config["warmSeconds"])
         if config.get("fetchSeconds"):
-            arrakis_fetch(path.url, stream, 1)
+            arrakis_fetch(path.url, stream, 1, tokens.get(name))
     for path in mock.values():
         drain(path.client.do_get(ticket))
 
@@ -175,7 +199,9 @@ def compare(config):
         if config.get("fetchSeconds"):
             for name in order:
                 seconds, total = timed(
-                    lambda: arrakis_fetch(paths[name].url, stream, config["fetchSeconds"])
+                    lambda: arrakis_fetch(
+                        paths[name].url, stream, config["fetchSeconds"], tokens.get(name)
+                    )
                 )
                 record("arrakisFetchMBps", name, total / 1e6 / seconds)
         mock_order = [name for name in order if name in mock]
@@ -236,8 +262,10 @@ def parallel(config):
 
 def first_calls(config):
     figures = {}
+    tokens = tokens_of(config)
     for name, url in config["paths"].items():
-        seconds, _ = timed(lambda: flight.connect(url).get_flight_info(COUNT))
+        options = call_options(tokens.get(name) or None)
+        seconds, _ = timed(lambda: flight.connect(url).get_flight_info(COUNT, options))
         figures[name] = seconds * 1000
     return {"firstCallMs": figures}
 
