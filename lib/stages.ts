@@ -526,7 +526,8 @@ export const tokenStage: Stage = {
       logger: run.logger,
       remoteClients: run.remoteClients,
     });
-    // After carryToken's first step, so that a `--no-token` run's refusal says why.
+    // After carryToken's first step: it carries the user's token when one fits (a
+    // protected server lists its endpoints at once), and a `--no-token` run's refusal says why.
     run.discovering = proxy.discover(run.options.timeoutMs);
     run.discovering.catch(() => {/* the discover stage reports it */});
     run.token = run.stack.use(await carrying);

@@ -118,26 +118,44 @@ export async function carryToken(
     proxy.setToken({ clients: !options.remoteClients, ...lines });
     return none({ disabled: true });
   }
+  const open = () =>
+    TokenSource.open({
+      audience: options.tokenAudience ?? serverAudience(serverUrl),
+      file: options.tokenFile,
+      logger,
+      pollMs: options.pollMs,
+    });
+  // Looked for before server-info answers (local files only): a token that fits
+  // goes with the proxy's own first calls (server-info, and the discovery its
+  // caller sends next), so a protected server's listing needs no second call, a
+  // round trip of start-up. It is for this server's audience; clients' calls get
+  // it only once server-info says reads need it.
+  let early: TokenSource | undefined;
+  try {
+    early = open();
+  } catch {
+    // A --token-file that cannot be used: said below, when reads need a token.
+  }
+  if (early?.search.chosen) proxy.setToken(proxyToken(early, false));
+  const unused = (fields: Partial<CarriedToken>) => {
+    if (early?.search.chosen) proxy.setToken(undefined);
+    early?.[Symbol.dispose]();
+    return none(fields);
+  };
   let info: ServerInfo;
   try {
     info = await proxy.serverInfo(options.timeoutMs);
   } catch (error) {
     const message = (error as Error).message;
     logger.debug(`server-info: ${message}; adding no token`);
-    return none({ serverInfoError: message });
+    return unused({ serverInfoError: message });
   }
   if (info.authMode !== "full") {
     logger.debug(`the server's auth mode is ${info.authMode ?? "none"}: reads need no token`);
-    return none({ authMode: info.authMode });
+    return unused({ authMode: info.authMode });
   }
 
-  const audience = options.tokenAudience ?? serverAudience(serverUrl);
-  const source = TokenSource.open({
-    audience,
-    file: options.tokenFile,
-    logger,
-    pollMs: options.pollMs,
-  });
+  const source = early ?? open();
   const clients = !options.remoteClients;
   const say = () => {
     if (source.search.chosen) logger.info(`token for reads: ${source.describe()}`);
