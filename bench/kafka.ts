@@ -11,8 +11,9 @@
  *   (`Client.stream(kafka_url=…)`; its Flight calls go through the flight proxy).
  *
  * Figures: live latency (receipt minus the block's end, when the publisher
- * publishes it) p50/p90, past-data MB/s, and the memory of every process of a
- * forward proxy while `memoryBytes` pass through its Kafka listener.
+ * publishes it) p50/p90, past-data MB/s, what the forward listener adds to a
+ * single round trip (`kafka_round_trip.ts`), and the memory of every process
+ * of a forward proxy while `memoryBytes` pass through its Kafka listener.
  *
  * Usage: `deno task bench kafka [--quick] [--out FILE] [--venv DIR]` (root).
  *
