@@ -11,8 +11,9 @@
  *   (`Client.stream(kafka_url=…)`; its Flight calls go through the flight proxy).
  *
  * Figures: live latency (receipt minus the block's end, when the publisher
- * publishes it) p50/p90, past-data MB/s, and the memory of every process of a
- * forward proxy while `memoryBytes` pass through its Kafka listener.
+ * publishes it) p50/p90, past-data MB/s, what the forward listener adds to a
+ * single round trip (`kafka_round_trip.ts`), and the memory of every process
+ * of a forward proxy while `memoryBytes` pass through its Kafka listener.
  *
  * Usage: `deno task bench kafka [--quick] [--out FILE] [--venv DIR]` (root).
  *
@@ -23,6 +24,7 @@ import { getFreePort } from "../lib/net/free_port.ts";
 import { findVenv } from "./python.ts";
 import { sshTunnel } from "./ssh_tunnel.ts";
 import { treeMemory } from "./children.ts";
+import { kafkaRoundTrips, type KafkaRoundTripTimes } from "./kafka_round_trip.ts";
 import { alternate, loadLine, median, quantile, summarize, writeResults } from "./stats.ts";
 import { pythonJson } from "../tests/fixtures/python.ts";
 import { KAFKA_BROKER } from "../tests/fixtures/real_kafka.ts";
@@ -64,6 +66,27 @@ export interface KafkaRun {
   bytes?: number;
   seconds?: number;
   reads?: number;
+}
+
+/**
+ * Single round trips through the tunnel and the forward proxy's Kafka listener
+ * (named in its stderr), alternated: what the listener adds to each answer.
+ */
+async function roundTrips(tunnel: string, forwardStderr: string, quick: boolean) {
+  const listener = /forwarding (\S+) → \S+ \(Kafka\)/.exec(forwardStderr)?.[1];
+  if (!listener) return undefined;
+  const rounds = quick ? 20 : 300;
+  const fetchBytes = 256 * 1024;
+  const times = await kafkaRoundTrips([tunnel, listener], { rounds, fetchBytes });
+  const added = (of: (t: KafkaRoundTripTimes) => number[]) =>
+    median(of(times[listener]).map((ms, i) => ms - of(times[tunnel])[i]));
+  return {
+    rounds,
+    fetchBytes,
+    tunnelFetchMs: median(times[tunnel].fetchMs),
+    fetchAddedMs: added((t) => t.fetchMs),
+    apiVersionsAddedMs: added((t) => t.apiVersionsMs),
+  };
 }
 
 /** GPS seconds of a GPS ns time, as the client takes them. */
@@ -164,7 +187,8 @@ export async function main(args: string[]): Promise<number> {
   const { cluster, publisher, tunnelPort, channels } = deployment;
   const proxyArgs = (mode: "forward" | "flight") =>
     kafkaProxyArgs(mode, cluster.sshConfigPath, cluster.sshHost);
-  await using forward = await startProxy(proxyArgs("forward"));
+  // Not quiet: its "forwarding … (Kafka)" line names the listener the round trips go through.
+  await using forward = await startProxy(proxyArgs("forward").filter((arg) => arg !== "-q"));
   await using flight = await startProxy(proxyArgs("flight"));
   await using _tunnel = await startKafkaTunnel(cluster.sshConfigPath, cluster.sshHost, tunnelPort);
   const paths: Record<string, { url: string; kafka: string | null }> = {
@@ -212,6 +236,8 @@ export async function main(args: string[]): Promise<number> {
     liveP90Ms: summarize(p90, "tunnel"),
     pastMBps: summarize(mbps, "tunnel"),
   };
+  const roundTrip = await roundTrips(`127.0.0.1:${tunnelPort}`, forward.stderr(), quick);
+  if (roundTrip) figures.roundTrip = roundTrip;
   const added = median(p50.forward.map((ms, i) => ms - p50.tunnel[i]));
   const flightAdded = median(p50.flight.map((ms, i) => ms - p50.tunnel[i]));
   figures.forwardAddedP50Ms = added;
@@ -272,6 +298,14 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   console.log(`flight live p50 added over the tunnel: ${flightAdded.toFixed(2)} ms`);
+  if (roundTrip) {
+    console.log(
+      `forward adds per round trip (median of paired differences, ${roundTrip.rounds} rounds): ` +
+        `Fetch of ${roundTrip.fetchBytes / 1024} KiB ${roundTrip.fetchAddedMs.toFixed(3)} ms ` +
+        `(tunnel ${roundTrip.tunnelFetchMs.toFixed(3)} ms), ApiVersions ` +
+        `${roundTrip.apiVersionsAddedMs.toFixed(3)} ms`,
+    );
+  }
   console.log(
     `forward proxy memory, each page once: idle ${memory.idleMiB.toFixed(1)} MiB, peak ${
       memory.peakMiB.toFixed(1)

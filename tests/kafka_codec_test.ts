@@ -4,9 +4,14 @@
  * parsed, rewritten exactly where broker addresses are and nowhere else;
  * truncated, oversize and garbled frames refused, never passed on changed.
  */
-import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { ApiKey, KAFKA_APIS } from "../lib/kafka/apis.ts";
-import { KafkaProtocolError, KafkaReader, KafkaWriter } from "../lib/kafka/codec.ts";
+import {
+  KafkaProtocolError,
+  KafkaReader,
+  KafkaTruncatedError,
+  KafkaWriter,
+} from "../lib/kafka/codec.ts";
 import {
   type BrokerAddressMapper,
   type KafkaBroker,
@@ -351,6 +356,25 @@ Deno.test("a mapper that fails, or gives no usable address, fails the rewrite", 
       ),
     Error,
     "no valid address",
+  );
+});
+
+Deno.test("codec skipString: passes over a client id of any bytes, refuses a bad length", () => {
+  // A request's client id is passed on as it came: skipped by its length, never decoded.
+  const bytes = new KafkaWriter().string(null).string("").int16(2).raw(new Uint8Array([0xff, 0xfe]))
+    .int32(7).finish();
+  const reader = new KafkaReader(bytes);
+  reader.skipString();
+  reader.skipString();
+  reader.skipString();
+  assertEquals(reader.int32(), 7);
+  assertThrows(
+    () => new KafkaReader(new Uint8Array([0xff, 0xfe])).skipString(),
+    KafkaProtocolError,
+  );
+  assertThrows(
+    () => new KafkaReader(new Uint8Array([0x00, 0x05, 0x61])).skipString(),
+    KafkaTruncatedError,
   );
 });
 

@@ -118,6 +118,13 @@ export class KafkaReader {
     return this.#text(length);
   }
 
+  /** Passes over a classic string (int16 length, -1 for null) without decoding it. */
+  skipString(): void {
+    const length = this.int16();
+    if (length < -1) throw new KafkaProtocolError(`string length ${length}`);
+    if (length > 0) this.skip(length);
+  }
+
   /** A compact string (varint length + 1); null when nullable and the varint is 0. */
   compactString(): string;
   /** A compact nullable string. */

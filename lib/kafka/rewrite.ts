@@ -65,7 +65,8 @@ export function readRequestStart(reader: KafkaReader): Omit<KafkaRequestHeader, 
  * when flexible), with `reader` just past its correlation id; returns where it ends.
  */
 export function skipRequestHeaderRest(reader: KafkaReader, api: KafkaApi, version: number): number {
-  reader.string(true); // the client id keeps its int16 length even in flexible headers
+  // The client id keeps its int16 length even in flexible headers; passed on, so not decoded.
+  reader.skipString();
   if (isFlexible(api, version)) reader.skipTaggedFields();
   return reader.pos;
 }
