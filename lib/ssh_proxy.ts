@@ -13,10 +13,11 @@ import { REUSE_CONNECTION } from "./flight/locations.ts";
 import { formatNetloc, isLoopbackHost, parseNetloc } from "./netloc.ts";
 import { silentLogger } from "./log.ts";
 import { listenable, listenAddress } from "./net/listen_address.ts";
-import { connectOptions, openRun, runStages, type SshOptions } from "./stages.ts";
+import { connectOptions, type SshOptions } from "./ssh_options.ts";
+import { type MasterLogin, startLogin } from "./ssh/login.ts";
 import type { TokenOptions } from "./proxy_process/token.ts";
 
-export type { SshOptions } from "./stages.ts";
+export type { SshOptions } from "./ssh_options.ts";
 export type { MasterAddress } from "./ssh/leftover_master.ts";
 
 /**
@@ -167,7 +168,21 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   await using stack = new AsyncDisposableStack();
-  const run = await openRun(sshHost, { ...options, listen }, stack);
+  // The login first: its round trips overlap loading the rest and the proxy child's start.
+  let login: MasterLogin | undefined;
+  if (options.adoptMaster === undefined) {
+    logger.info(`connecting to ${sshHost}`);
+    logger.progress(`connecting to ${sshHost}…`);
+    const started = await startLogin({
+      ...connectOptions(sshHost, options),
+      signal: options.signal,
+    });
+    stack.defer(() => started.abandon());
+    login = started;
+  }
+  // Loaded here, not with this module: most of the program (cli.ts imports this one).
+  const { openRun, runStages } = await import("./stages.ts");
+  const run = await openRun(sshHost, { ...options, listen, login }, stack);
   await runStages(run);
   const ssh = run.ssh!;
   const proxy = run.proxy!;

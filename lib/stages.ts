@@ -38,7 +38,9 @@
  * @module
  */
 import { SshSupervisor } from "./ssh/supervisor.ts";
-import { type ConnectOptions, type LocalAddress, localName } from "./ssh/connection.ts";
+import type { MasterLogin } from "./ssh/login.ts";
+import { connectOptions, type SshOptions } from "./ssh_options.ts";
+import { type LocalAddress, localName } from "./ssh/connection.ts";
 import { makeControlDir } from "./ssh/control_dir.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
 import { IsolatedProxy } from "./proxy_process/parent.ts";
@@ -62,7 +64,6 @@ import {
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { withTimeout } from "./async.ts";
-import type { KafkaMode } from "./flight/kafka_locations.ts";
 import { type KafkaAdmit, KafkaSession } from "./session/kafka.ts";
 import {
   type CarriedToken,
@@ -71,39 +72,7 @@ import {
   tokenReport,
 } from "./proxy_process/token.ts";
 
-/** How to reach the login host and the server behind it: what a run and doctor share. */
-export interface SshOptions {
-  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
-  server?: string;
-  /** ssh_config file, passed to ssh as `-F`. */
-  sshConfig?: string;
-  /** ssh options, each passed as `-o`. */
-  sshOptions?: string[];
-  /** ssh executable. @default {"ssh"} */
-  sshBinary?: string;
-  /** Let ssh prompt on the terminal. @default {true} */
-  interactive?: boolean;
-  /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
-  logger?: Logger;
-  /**
-   * What becomes of `kafka://` locations (`--kafka`): `forward` each broker over
-   * SSH to a local Kafka listener, `flight` (through the Arrakis server), or
-   * `direct` (unchanged). @default {"forward"}
-   */
-  kafka?: KafkaMode;
-}
-
-/** The connection options of a run (and of doctor, which makes the same connection). */
-export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
-  return {
-    host: sshHost,
-    sshConfig: options.sshConfig,
-    sshOptions: options.sshOptions,
-    sshBinary: options.sshBinary,
-    interactive: options.interactive ?? true,
-    logger: options.logger ?? silentLogger,
-  };
-}
+export { connectOptions, type SshOptions } from "./ssh_options.ts";
 
 /** Options of {@link openRun}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
 export interface RunOptions extends SshOptions, TokenOptions {
@@ -115,6 +84,11 @@ export interface RunOptions extends SshOptions, TokenOptions {
   reconnectBackoffMs?: number;
   /** Control socket of an SSH master another process authenticated, to adopt. */
   adoptMaster?: string;
+  /**
+   * The master's login, begun before the run loaded (`sshProxy` starts it first
+   * thing) with {@link connectOptions}' options: the connect stage takes it over.
+   */
+  login?: MasterLogin;
   /** Redeem reuse-connection endpoints at the proxy: no second forward to the server. */
   reuseThroughProxy?: boolean;
   /** Time limit of each network step in milliseconds (doctor's); none when left out. */
@@ -294,12 +268,16 @@ export const connectStage: Stage = {
   name: "ssh connect",
   async run(run) {
     const { sshHost, options, logger, locations } = run;
-    logger.info(`connecting to ${sshHost}`);
-    logger.progress(`connecting to ${sshHost}…`);
+    // A login begun before the run loaded said so then.
+    if (options.login === undefined) {
+      logger.info(`connecting to ${sshHost}`);
+      logger.progress(`connecting to ${sshHost}…`);
+    }
     run.ssh = run.stack.use(
       await SshSupervisor.start({
         ...connectOptions(sshHost, options),
         adopt: options.adoptMaster,
+        login: options.login,
         // The master's pid is for closing it: learnt while the server's forward is asked for.
         checkLater: true,
         // Clients on other machines must reach the forwards too: they listen where the proxy does.

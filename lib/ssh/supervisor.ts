@@ -225,6 +225,8 @@ export class SshSupervisor implements AsyncDisposable {
         next = await SshConnection.connect({
           ...this.#options,
           adopt,
+          // The first login was taken by the first connection.
+          login: undefined,
           interactive,
           signal,
         });
