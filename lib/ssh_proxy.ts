@@ -181,9 +181,29 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     login = started;
   }
   // Loaded here, not with this module: most of the program (cli.ts imports this one).
-  const { openRun, runStages } = await import("./stages.ts");
-  const run = await openRun(sshHost, { ...options, listen, login }, stack);
-  await runStages(run);
+  const { movedServer, openRun, runStages } = await import("./stages.ts");
+  let run = await openRun(
+    sshHost,
+    { ...options, listen, login, rememberServer: true },
+    stack.use(new AsyncDisposableStack()),
+  );
+  try {
+    await runStages(run);
+  } catch (error) {
+    const moved = await movedServer(run, error);
+    if (moved === undefined) throw error;
+    // Started with the server of last time: again with the one the login host
+    // names now, over the same master (no second login).
+    logger.info(`remote server is now ${moved.url} (not ${run.server?.url}): starting over`);
+    const adoptMaster = await run.ssh!.release();
+    await run.stack.disposeAsync();
+    run = await openRun(
+      sshHost,
+      { ...options, listen, server: moved.url, adoptMaster },
+      stack.use(new AsyncDisposableStack()),
+    );
+    await runStages(run);
+  }
   const ssh = run.ssh!;
   const proxy = run.proxy!;
   const server = run.server!;

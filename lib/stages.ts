@@ -43,6 +43,7 @@ import { connectOptions, type SshOptions } from "./ssh_options.ts";
 import { type LocalAddress, localName } from "./ssh/connection.ts";
 import { makeControlDir } from "./ssh/control_dir.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
+import { recallServer, rememberServer, serverMemoryFor } from "./ssh/remembered_server.ts";
 import { IsolatedProxy } from "./proxy_process/parent.ts";
 import {
   localUrl,
@@ -89,6 +90,12 @@ export interface RunOptions extends SshOptions, TokenOptions {
    * thing) with {@link connectOptions}' options: the connect stage takes it over.
    */
   login?: MasterLogin;
+  /**
+   * Without `server`: start at once with the server remembered from the last
+   * run over the same destination, while the remote `$ARRAKIS_SERVER` is read
+   * again (`ssh/remembered_server.ts`); the run is ready once they agree.
+   */
+  rememberServer?: boolean;
   /** Redeem reuse-connection endpoints at the proxy: no second forward to the server. */
   reuseThroughProxy?: boolean;
   /** Time limit of each network step in milliseconds (doctor's); none when left out. */
@@ -150,6 +157,11 @@ export interface Run {
   kafka?: KafkaSession;
   /** The Arrakis server to forward (find the server). */
   server?: RemoteServer;
+  /**
+   * Started with the remembered server: the remote `$ARRAKIS_SERVER` read
+   * meanwhile; resolves to it when it differs, to undefined when it agrees.
+   */
+  serverCheck?: Promise<RemoteServer | undefined>;
   /**
    * The reuse-connection forward, asked for with the server's (one batched
    * `ssh -O forward`); the reuse stage hands it out.
@@ -345,18 +357,92 @@ export const kafkaStage: Stage = {
   },
 };
 
-/** Find the server: `--server`, or the remote `$ARRAKIS_SERVER`. */
+/**
+ * Find the server: `--server`, or the remote `$ARRAKIS_SERVER`. With
+ * `rememberServer`, the one it was last time, at once, while the keepalive
+ * session reads it again ({@link Run.serverCheck}; the confirm stage waits for it).
+ */
 export const findServerStage: Stage = {
   name: "arrakis server",
   async run(run) {
     const ssh = needs(run.ssh, "the SSH connection");
     const { server } = run.options;
+    const memory = server === undefined && run.options.rememberServer
+      ? await serverMemoryFor({
+        host: run.sshHost,
+        sshConfig: run.options.sshConfig,
+        sshOptions: run.options.sshOptions ?? [],
+      }).catch((error) => {
+        run.logger.debug(`no remembered server: ${(error as Error).message}`);
+        return undefined;
+      })
+      : undefined;
+    const remembered = memory && await recallServer(memory, (line) => run.logger.warn(line));
+    const remember = (read: RemoteServer) =>
+      memory && read.url !== remembered?.url &&
+      rememberServer(memory, read.url).catch((error) =>
+        run.logger.debug(`could not remember the server: ${(error as Error).message}`)
+      );
+    if (remembered) {
+      run.server = remembered;
+      run.serverCheck = resolveRemoteServer(ssh).then(async (read) => {
+        await remember(read);
+        return read.url === remembered.url ? undefined : read;
+      });
+      run.serverCheck.catch(() => {/* the confirm stage reports it */});
+      run.logger.info(`remote server ${remembered.url} (as last time; checking it)`);
+      return `${remembered.url} (remembered; the remote $ARRAKIS_SERVER checked at the end)`;
+    }
     if (!server) run.logger.progress(`reading ARRAKIS_SERVER on ${ssh.host}…`);
     run.server = await resolveRemoteServer(ssh, server);
+    await remember(run.server);
     run.logger.info(`remote server ${run.server.url}`);
     return `${run.server.url} (from ${server ? "--server" : "remote $ARRAKIS_SERVER"})`;
   },
 };
+
+/**
+ * The remote `$ARRAKIS_SERVER` names another server than the remembered one the
+ * run started with: it starts over with that one ({@link movedServer}).
+ */
+export class ServerMoved extends Error {
+  /** The server the login host names now. */
+  readonly server: RemoteServer;
+
+  /** `server`: the one read; `was`: the one remembered. */
+  constructor(server: RemoteServer, was: RemoteServer) {
+    super(`remote ARRAKIS_SERVER is now ${server.url}, not ${was.url} as last time`);
+    this.server = server;
+  }
+}
+
+/**
+ * Confirm the server: a run that started with the remembered server is ready
+ * only once the remote `$ARRAKIS_SERVER` agrees; else {@link ServerMoved}.
+ */
+export const confirmServerStage: Stage = {
+  name: "arrakis server check",
+  async run(run) {
+    if (run.serverCheck === undefined) return undefined;
+    const moved = await run.serverCheck;
+    if (moved) throw new ServerMoved(moved, needs(run.server, "the server"));
+    run.logger.debug(`remote ARRAKIS_SERVER on ${run.sshHost} is still ${run.server?.url}`);
+    return `the remote $ARRAKIS_SERVER is ${run.server?.url}, as remembered`;
+  },
+};
+
+/**
+ * After the stages of `run` failed with `error`: the server to start over
+ * with when the run started with a remembered one that the login host no
+ * longer names (a stage may have failed because of it), else undefined.
+ *
+ * @throws the remote read's error when it failed: what the run would have said
+ * without a remembered server.
+ */
+export async function movedServer(run: Run, error: unknown): Promise<RemoteServer | undefined> {
+  if (error instanceof ServerMoved) return error.server;
+  return await run.serverCheck;
+}
 
 /**
  * Forward the server: from now on the location map opens a forward over SSH
@@ -597,6 +683,7 @@ export const STAGES: readonly Stage[] = [
   forwardReuseStage,
   discoverStage,
   forwardAllStage,
+  confirmServerStage,
 ];
 
 /**
