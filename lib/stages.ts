@@ -441,6 +441,8 @@ export const confirmServerStage: Stage = {
  */
 export async function movedServer(run: Run, error: unknown): Promise<RemoteServer | undefined> {
   if (error instanceof ServerMoved) return error.server;
+  // Stopped (Ctrl-C): not worth the remote read's round trips.
+  if (run.options.signal?.aborted) return undefined;
   return await run.serverCheck;
 }
 
