@@ -43,7 +43,12 @@ import { connectOptions, type SshOptions } from "./ssh_options.ts";
 import { type LocalAddress, localName } from "./ssh/connection.ts";
 import { makeControlDir } from "./ssh/control_dir.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
-import { recallServer, rememberServer, serverMemoryFor } from "./ssh/remembered_server.ts";
+import {
+  recallServer,
+  rememberServer,
+  type ServerMemory,
+  serverMemoryFor,
+} from "./ssh/remembered_server.ts";
 import { IsolatedProxy } from "./proxy_process/parent.ts";
 import {
   localUrl,
@@ -162,6 +167,8 @@ export interface Run {
    * meanwhile; resolves to it when it differs, to undefined when it agrees.
    */
   serverCheck?: Promise<RemoteServer | undefined>;
+  /** With `rememberServer`: where the server is remembered, and the one remembered if any. */
+  recalled?: Promise<{ memory?: ServerMemory; server?: RemoteServer }>;
   /**
    * The reuse-connection forward, asked for with the server's (one batched
    * `ssh -O forward`); the reuse stage hands it out.
@@ -364,20 +371,26 @@ export const kafkaStage: Stage = {
  */
 export const findServerStage: Stage = {
   name: "arrakis server",
-  async run(run) {
-    const ssh = needs(run.ssh, "the SSH connection");
-    const { server } = run.options;
-    const memory = server === undefined && run.options.rememberServer
-      ? await serverMemoryFor({
+  prepare(run) {
+    if (run.options.server !== undefined || !run.options.rememberServer) return;
+    // Read while ssh logs in.
+    run.recalled = (async () => {
+      const memory = await serverMemoryFor({
         host: run.sshHost,
         sshConfig: run.options.sshConfig,
         sshOptions: run.options.sshOptions ?? [],
       }).catch((error) => {
         run.logger.debug(`no remembered server: ${(error as Error).message}`);
         return undefined;
-      })
-      : undefined;
-    const remembered = memory && await recallServer(memory, (line) => run.logger.warn(line));
+      });
+      const server = memory && await recallServer(memory, (line) => run.logger.warn(line));
+      return { memory, server };
+    })();
+  },
+  async run(run) {
+    const ssh = needs(run.ssh, "the SSH connection");
+    const { server } = run.options;
+    const { memory, server: remembered } = await run.recalled ?? {};
     const remember = (read: RemoteServer) =>
       memory && read.url !== remembered?.url &&
       rememberServer(memory, read.url).catch((error) =>
