@@ -15,6 +15,7 @@ import { silentLogger } from "./log.ts";
 import { listenable, listenAddress } from "./net/listen_address.ts";
 import { connectOptions, type SshOptions } from "./ssh_options.ts";
 import { type MasterLogin, startLogin } from "./ssh/login.ts";
+import { spawnProxyChild } from "./proxy_process/parent.ts";
 import type { TokenOptions } from "./proxy_process/token.ts";
 
 export type { SshOptions } from "./ssh_options.ts";
@@ -180,11 +181,18 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
     stack.defer(() => started.abandon());
     login = started;
   }
+  // The proxy child too: loading grpc-js takes it about as long as a quick login.
+  const proxyProcess = spawnProxyChild();
+  stack.defer(async () => {
+    // Unless the serve stage took it (then its proxy stops it): its stdin's end stops it.
+    await proxyProcess.stdin.close().catch(() => undefined);
+    await proxyProcess.status;
+  });
   // Loaded here, not with this module: most of the program (cli.ts imports this one).
   const { movedServer, openRun, runStages } = await import("./stages.ts");
   let run = await openRun(
     sshHost,
-    { ...options, listen, login, rememberServer: true },
+    { ...options, listen, login, rememberServer: true, proxyProcess },
     stack.use(new AsyncDisposableStack()),
   );
   try {

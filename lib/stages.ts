@@ -101,6 +101,8 @@ export interface RunOptions extends SshOptions, TokenOptions {
    * again (`ssh/remembered_server.ts`); the run is ready once they agree.
    */
   rememberServer?: boolean;
+  /** The proxy child's process, spawned with the login (`spawnProxyChild`): the serve stage's. */
+  proxyProcess?: Deno.ChildProcess;
   /** Redeem reuse-connection endpoints at the proxy: no second forward to the server. */
   reuseThroughProxy?: boolean;
   /** Time limit of each network step in milliseconds (doctor's); none when left out. */
@@ -550,6 +552,7 @@ export const serveStage: Stage = {
       logger: run.logger,
       remoteClients: run.remoteClients,
       channelOptions: BACKEND_CHANNEL_OPTIONS,
+      process: run.options.proxyProcess,
       kafka: {
         mode: run.options.kafka ?? "forward",
         // Asked only once the proxy serves, after the Kafka stage made the session.
