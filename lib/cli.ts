@@ -14,9 +14,8 @@ import denoJson from "../deno.json" with { type: "json" };
 import { sshProxy } from "./ssh_proxy.ts";
 import { stderrLogger, type Verbosity } from "./log.ts";
 import { UsageError, UserError } from "./errors.ts";
-import { DAEMON_FLAG, runDaemon } from "./background/daemon.ts";
-import { backgroundMain, chooseShell, statusMain, stopMain } from "./background/cli.ts";
-import type { ShellSyntax } from "./background/shell.ts";
+import { chooseShell, type ShellSyntax } from "./background/shell.ts";
+import { DAEMON_FLAG } from "./background/daemon.ts";
 import { sendSignal } from "./process.ts";
 import { signalWaiter } from "./signals.ts";
 import { tokenFileProblem } from "./token/find.ts";
@@ -371,8 +370,13 @@ function parseBackground(
 /** Runs the command line; resolves to the process exit status. */
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "doctor") return await doctorMain(args.slice(1));
-  if (args[0] === DAEMON_FLAG) return await runDaemon(args[1]);
+  // The background proxies' modules are loaded only for them: a run's ssh login starts sooner.
+  if (args[0] === DAEMON_FLAG) {
+    const { runDaemon } = await import("./background/daemon.ts");
+    return await runDaemon(args[1]);
+  }
   if (args[0] === "status" || args[0] === "stop") {
+    const { statusMain, stopMain } = await import("./background/cli.ts");
     const run = args[0] === "status" ? statusMain : stopMain;
     return await run(args.slice(1), stderrLogger()).catch((error) => reportError(error));
   }
@@ -394,6 +398,7 @@ export async function main(args: string[]): Promise<number> {
   using signals = signalWaiter();
   try {
     if (cli.background) {
+      const { backgroundMain } = await import("./background/cli.ts");
       return await backgroundMain(cli.sshHost, {
         ...cli,
         ...cli.background,

@@ -13,10 +13,12 @@ import { REUSE_CONNECTION } from "./flight/locations.ts";
 import { formatNetloc, isLoopbackHost, parseNetloc } from "./netloc.ts";
 import { silentLogger } from "./log.ts";
 import { listenable, listenAddress } from "./net/listen_address.ts";
-import { connectOptions, openRun, runStages, type SshOptions } from "./stages.ts";
+import { connectOptions, type SshOptions } from "./ssh_options.ts";
+import { type MasterLogin, startLogin } from "./ssh/login.ts";
+import { spawnProxyChild } from "./proxy_process/parent.ts";
 import type { TokenOptions } from "./proxy_process/token.ts";
 
-export type { SshOptions } from "./stages.ts";
+export type { SshOptions } from "./ssh_options.ts";
 export type { MasterAddress } from "./ssh/leftover_master.ts";
 
 /**
@@ -167,8 +169,49 @@ export async function sshProxy(sshHost: string, options: SshProxyOptions = {}): 
   options.signal?.throwIfAborted();
 
   await using stack = new AsyncDisposableStack();
-  const run = await openRun(sshHost, { ...options, listen }, stack);
-  await runStages(run);
+  // The login first: its round trips overlap loading the rest and the proxy child's start.
+  let login: MasterLogin | undefined;
+  if (options.adoptMaster === undefined) {
+    logger.info(`connecting to ${sshHost}`);
+    logger.progress(`connecting to ${sshHost}…`);
+    const started = await startLogin({
+      ...connectOptions(sshHost, options),
+      signal: options.signal,
+    });
+    stack.defer(() => started.abandon());
+    login = started;
+  }
+  // The proxy child too: loading grpc-js takes it about as long as a quick login.
+  const proxyProcess = spawnProxyChild();
+  stack.defer(async () => {
+    // Unless the serve stage took it (then its proxy stops it): its stdin's end stops it.
+    await proxyProcess.stdin.close().catch(() => undefined);
+    await proxyProcess.status;
+  });
+  // Loaded here, not with this module: most of the program (cli.ts imports this one).
+  const { movedServer, openRun, runStages } = await import("./stages.ts");
+  let run = await openRun(
+    sshHost,
+    { ...options, listen, login, rememberServer: true, proxyProcess },
+    stack.use(new AsyncDisposableStack()),
+  );
+  try {
+    await runStages(run);
+  } catch (error) {
+    const moved = await movedServer(run, error);
+    if (moved === undefined) throw error;
+    // Started with the server of last time: again with the one the login host
+    // names now, over the same master (no second login).
+    logger.info(`remote server is now ${moved.url} (not ${run.server?.url}): starting over`);
+    const adoptMaster = await run.ssh!.release();
+    await run.stack.disposeAsync();
+    run = await openRun(
+      sshHost,
+      { ...options, listen, server: moved.url, adoptMaster },
+      stack.use(new AsyncDisposableStack()),
+    );
+    await runStages(run);
+  }
   const ssh = run.ssh!;
   const proxy = run.proxy!;
   const server = run.server!;

@@ -38,9 +38,17 @@
  * @module
  */
 import { SshSupervisor } from "./ssh/supervisor.ts";
-import { type ConnectOptions, type LocalAddress, localName } from "./ssh/connection.ts";
+import type { MasterLogin } from "./ssh/login.ts";
+import { connectOptions, type SshOptions } from "./ssh_options.ts";
+import { type LocalAddress, localName } from "./ssh/connection.ts";
 import { makeControlDir } from "./ssh/control_dir.ts";
 import { resolveRemoteServer } from "./ssh/remote_server.ts";
+import {
+  recallServer,
+  rememberServer,
+  type ServerMemory,
+  serverMemoryFor,
+} from "./ssh/remembered_server.ts";
 import { IsolatedProxy } from "./proxy_process/parent.ts";
 import {
   localUrl,
@@ -62,7 +70,6 @@ import {
 } from "./netloc.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { withTimeout } from "./async.ts";
-import type { KafkaMode } from "./flight/kafka_locations.ts";
 import { type KafkaAdmit, KafkaSession } from "./session/kafka.ts";
 import {
   type CarriedToken,
@@ -71,44 +78,7 @@ import {
   tokenReport,
 } from "./proxy_process/token.ts";
 
-/** How to reach the login host and the server behind it: what a run and doctor share. */
-export interface SshOptions {
-  /** Remote Arrakis server URL; default: the remote `$ARRAKIS_SERVER`. */
-  server?: string;
-  /** ssh_config file, passed to ssh as `-F`. */
-  sshConfig?: string;
-  /** ssh options, each passed as `-o`. */
-  sshOptions?: string[];
-  /** ssh executable. @default {"ssh"} */
-  sshBinary?: string;
-  /** Let ssh prompt on the terminal. @default {true} */
-  interactive?: boolean;
-  /** Progress and warnings; at `verbose`, ssh command lines and (in a run) each RPC. */
-  logger?: Logger;
-  /**
-   * What becomes of `kafka://` locations (`--kafka`): `forward` each broker over
-   * SSH to a local Kafka listener, `flight` (through the Arrakis server), or
-   * `direct` (unchanged). @default {"forward"}
-   */
-  kafka?: KafkaMode;
-  /**
-   * `--split-streams K`: each bounded Stream endpoint of a FlightInfo becomes K
-   * over its channels (K SSH channel windows; lib/flight/split_streams.ts).
-   */
-  splitStreams?: number;
-}
-
-/** The connection options of a run (and of doctor, which makes the same connection). */
-export function connectOptions(sshHost: string, options: SshOptions): ConnectOptions {
-  return {
-    host: sshHost,
-    sshConfig: options.sshConfig,
-    sshOptions: options.sshOptions,
-    sshBinary: options.sshBinary,
-    interactive: options.interactive ?? true,
-    logger: options.logger ?? silentLogger,
-  };
-}
+export { connectOptions, type SshOptions } from "./ssh_options.ts";
 
 /** Options of {@link openRun}; the token ones are `--token-file`, `--token-audience`, `--no-token`. */
 export interface RunOptions extends SshOptions, TokenOptions {
@@ -120,6 +90,19 @@ export interface RunOptions extends SshOptions, TokenOptions {
   reconnectBackoffMs?: number;
   /** Control socket of an SSH master another process authenticated, to adopt. */
   adoptMaster?: string;
+  /**
+   * The master's login, begun before the run loaded (`sshProxy` starts it first
+   * thing) with {@link connectOptions}' options: the connect stage takes it over.
+   */
+  login?: MasterLogin;
+  /**
+   * Without `server`: start at once with the server remembered from the last
+   * run over the same destination, while the remote `$ARRAKIS_SERVER` is read
+   * again (`ssh/remembered_server.ts`); the run is ready once they agree.
+   */
+  rememberServer?: boolean;
+  /** The proxy child's process, spawned with the login (`spawnProxyChild`): the serve stage's. */
+  proxyProcess?: Deno.ChildProcess;
   /** Redeem reuse-connection endpoints at the proxy: no second forward to the server. */
   reuseThroughProxy?: boolean;
   /** Time limit of each network step in milliseconds (doctor's); none when left out. */
@@ -181,6 +164,13 @@ export interface Run {
   kafka?: KafkaSession;
   /** The Arrakis server to forward (find the server). */
   server?: RemoteServer;
+  /**
+   * Started with the remembered server: the remote `$ARRAKIS_SERVER` read
+   * meanwhile; resolves to it when it differs, to undefined when it agrees.
+   */
+  serverCheck?: Promise<RemoteServer | undefined>;
+  /** With `rememberServer`: where the server is remembered, and the one remembered if any. */
+  recalled?: Promise<{ memory?: ServerMemory; server?: RemoteServer }>;
   /**
    * The reuse-connection forward, asked for with the server's (one batched
    * `ssh -O forward`); the reuse stage hands it out.
@@ -299,12 +289,16 @@ export const connectStage: Stage = {
   name: "ssh connect",
   async run(run) {
     const { sshHost, options, logger, locations } = run;
-    logger.info(`connecting to ${sshHost}`);
-    logger.progress(`connecting to ${sshHost}…`);
+    // A login begun before the run loaded said so then.
+    if (options.login === undefined) {
+      logger.info(`connecting to ${sshHost}`);
+      logger.progress(`connecting to ${sshHost}…`);
+    }
     run.ssh = run.stack.use(
       await SshSupervisor.start({
         ...connectOptions(sshHost, options),
         adopt: options.adoptMaster,
+        login: options.login,
         // The master's pid is for closing it: learnt while the server's forward is asked for.
         checkLater: true,
         // Clients on other machines must reach the forwards too: they listen where the proxy does.
@@ -372,18 +366,100 @@ export const kafkaStage: Stage = {
   },
 };
 
-/** Find the server: `--server`, or the remote `$ARRAKIS_SERVER`. */
+/**
+ * Find the server: `--server`, or the remote `$ARRAKIS_SERVER`. With
+ * `rememberServer`, the one it was last time, at once, while the keepalive
+ * session reads it again ({@link Run.serverCheck}; the confirm stage waits for it).
+ */
 export const findServerStage: Stage = {
   name: "arrakis server",
+  prepare(run) {
+    if (run.options.server !== undefined || !run.options.rememberServer) return;
+    // Read while ssh logs in.
+    run.recalled = (async () => {
+      const memory = await serverMemoryFor({
+        host: run.sshHost,
+        sshConfig: run.options.sshConfig,
+        sshOptions: run.options.sshOptions ?? [],
+      }).catch((error) => {
+        run.logger.debug(`no remembered server: ${(error as Error).message}`);
+        return undefined;
+      });
+      const server = memory && await recallServer(memory, (line) => run.logger.warn(line));
+      return { memory, server };
+    })();
+  },
   async run(run) {
     const ssh = needs(run.ssh, "the SSH connection");
     const { server } = run.options;
+    const { memory, server: remembered } = await run.recalled ?? {};
+    const remember = (read: RemoteServer) =>
+      memory && read.url !== remembered?.url &&
+      rememberServer(memory, read.url).catch((error) =>
+        run.logger.debug(`could not remember the server: ${(error as Error).message}`)
+      );
+    if (remembered) {
+      run.server = remembered;
+      run.serverCheck = resolveRemoteServer(ssh).then(async (read) => {
+        await remember(read);
+        return read.url === remembered.url ? undefined : read;
+      });
+      run.serverCheck.catch(() => {/* the confirm stage reports it */});
+      run.logger.info(`remote server ${remembered.url} (as last time; checking it)`);
+      return `${remembered.url} (remembered; the remote $ARRAKIS_SERVER checked at the end)`;
+    }
     if (!server) run.logger.progress(`reading ARRAKIS_SERVER on ${ssh.host}…`);
     run.server = await resolveRemoteServer(ssh, server);
+    await remember(run.server);
     run.logger.info(`remote server ${run.server.url}`);
     return `${run.server.url} (from ${server ? "--server" : "remote $ARRAKIS_SERVER"})`;
   },
 };
+
+/**
+ * The remote `$ARRAKIS_SERVER` names another server than the remembered one the
+ * run started with: it starts over with that one ({@link movedServer}).
+ */
+export class ServerMoved extends Error {
+  /** The server the login host names now. */
+  readonly server: RemoteServer;
+
+  /** `server`: the one read; `was`: the one remembered. */
+  constructor(server: RemoteServer, was: RemoteServer) {
+    super(`remote ARRAKIS_SERVER is now ${server.url}, not ${was.url} as last time`);
+    this.server = server;
+  }
+}
+
+/**
+ * Confirm the server: a run that started with the remembered server is ready
+ * only once the remote `$ARRAKIS_SERVER` agrees; else {@link ServerMoved}.
+ */
+export const confirmServerStage: Stage = {
+  name: "arrakis server check",
+  async run(run) {
+    if (run.serverCheck === undefined) return undefined;
+    const moved = await run.serverCheck;
+    if (moved) throw new ServerMoved(moved, needs(run.server, "the server"));
+    run.logger.debug(`remote ARRAKIS_SERVER on ${run.sshHost} is still ${run.server?.url}`);
+    return `the remote $ARRAKIS_SERVER is ${run.server?.url}, as remembered`;
+  },
+};
+
+/**
+ * After the stages of `run` failed with `error`: the server to start over
+ * with when the run started with a remembered one that the login host no
+ * longer names (a stage may have failed because of it), else undefined.
+ *
+ * @throws the remote read's error when it failed: what the run would have said
+ * without a remembered server.
+ */
+export async function movedServer(run: Run, error: unknown): Promise<RemoteServer | undefined> {
+  if (error instanceof ServerMoved) return error.server;
+  // Stopped (Ctrl-C): not worth the remote read's round trips.
+  if (run.options.signal?.aborted) return undefined;
+  return await run.serverCheck;
+}
 
 /**
  * Forward the server: from now on the location map opens a forward over SSH
@@ -476,6 +552,7 @@ export const serveStage: Stage = {
       logger: run.logger,
       remoteClients: run.remoteClients,
       channelOptions: BACKEND_CHANNEL_OPTIONS,
+      process: run.options.proxyProcess,
       kafka: {
         mode: run.options.kafka ?? "forward",
         // Asked only once the proxy serves, after the Kafka stage made the session.
@@ -626,6 +703,7 @@ export const STAGES: readonly Stage[] = [
   forwardReuseStage,
   discoverStage,
   forwardAllStage,
+  confirmServerStage,
 ];
 
 /**

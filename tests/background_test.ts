@@ -57,9 +57,12 @@ function evaluated(stdout: string): { url: string; pid: number } {
   return { url: match[1], pid: Number(match[2]) };
 }
 
+/** What a proxy left in the state directory: records, logs, hand-overs (not the remembered servers). */
 async function files(dir: string): Promise<string[]> {
   const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  for await (const entry of Deno.readDir(dir)) {
+    if (!/^server-[0-9a-f]+\.json$/.test(entry.name)) names.push(entry.name);
+  }
   return names.sort();
 }
 

@@ -96,3 +96,40 @@ Deno.test("listen addresses parse, IPv6 in brackets; only loopback counts as loo
   assertEquals(isLoopbackHost("0.0.0.0"), false);
   assertEquals(isLoopbackHost("192.0.2.1"), false);
 });
+
+/** The modules `root` loads before it runs: its static (not dynamic, not type-only) imports. */
+async function staticGraph(root: string): Promise<string[]> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL(root, import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const { modules } = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    modules: {
+      specifier: string;
+      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+    }[];
+  };
+  const bySpecifier = new Map(modules.map((module) => [module.specifier, module]));
+  const seen = new Set<string>();
+  const visit = (specifier: string) => {
+    if (seen.has(specifier)) return;
+    seen.add(specifier);
+    for (const dependency of bySpecifier.get(specifier)?.dependencies ?? []) {
+      if (dependency.code && !dependency.isDynamic) visit(dependency.code.specifier);
+    }
+  };
+  visit(new URL(root, import.meta.url).href);
+  return [...seen];
+}
+
+Deno.test("a run's ssh login starts before the rest loads: cli.ts loads no stages, HTTP/2 or npm", async () => {
+  // What main.ts loads before sshProxy spawns `ssh -M` (it imports stages.ts only after).
+  const loaded = await staticGraph("../lib/cli.ts");
+  const heavy = loaded.filter((specifier) =>
+    /\/lib\/(stages|doctor)\.ts$|\/lib\/(http2|session|flight\/(proxy|discovery|grpc))\b|\/background\/(starter|daemon_|running)|^npm:/
+      .test(specifier)
+  );
+  assertEquals(heavy, []);
+  assertEquals(loaded.some((specifier) => specifier.endsWith("/lib/ssh/login.ts")), true);
+});

@@ -11,14 +11,7 @@ import { parseCommandLine } from "../command_line.ts";
 import { type BackgroundOptions, startBackgroundProxy } from "./starter.ts";
 import { listBackgroundProxies, stopBackgroundProxy } from "./running.ts";
 import type { ProxyRecord } from "./state.ts";
-import { evalLines, shellFromEnv, type ShellSyntax, unsetLines } from "./shell.ts";
-
-/** Picks the eval syntax from `--sh`/`--csh`/`--fish`, else from `$SHELL`. */
-export function chooseShell(flags: { sh?: boolean; csh?: boolean; fish?: boolean }): ShellSyntax {
-  const forced = (["sh", "csh", "fish"] as const).filter((name) => flags[name]);
-  if (forced.length > 1) throw new UsageError(`--${forced.join(" and --")} conflict`);
-  return forced[0] ?? shellFromEnv(Deno.env.get("SHELL"));
-}
+import { chooseShell, evalLines, type ShellSyntax, unsetLines } from "./shell.ts";
 
 /** The variables `-f` sets and `stop` unsets. */
 const PROXY_VARIABLES = ["ARRAKIS_SERVER", "ARRAKIS_PROXY_PID"] as const;

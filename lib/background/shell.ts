@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { UsageError } from "../errors.ts";
 
 /** Which shell's syntax to write. */
 export type ShellSyntax = "sh" | "csh" | "fish";
@@ -60,4 +61,11 @@ export function evalLines(
 export function unsetLines(syntax: ShellSyntax, names: string[]): string {
   const unset = syntax === "csh" ? "unsetenv" : syntax === "fish" ? "set -e" : "unset";
   return names.map((name) => `${unset} ${name};\n`).join("");
+}
+
+/** Picks the eval syntax from `--sh`/`--csh`/`--fish`, else from `$SHELL`. */
+export function chooseShell(flags: { sh?: boolean; csh?: boolean; fish?: boolean }): ShellSyntax {
+  const forced = (["sh", "csh", "fish"] as const).filter((name) => flags[name]);
+  if (forced.length > 1) throw new UsageError(`--${forced.join(" and --")} conflict`);
+  return forced[0] ?? shellFromEnv(Deno.env.get("SHELL"));
 }

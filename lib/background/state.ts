@@ -105,12 +105,29 @@ export function handOverPath(dir: string, pid: number): string {
   return `${dir}/${pid}.master`;
 }
 
+/**
+ * Where the server last read from the login host behind ssh destination `key`
+ * (a digest of how it is reached) is remembered; see `ssh/remembered_server.ts`.
+ */
+export function rememberedServerPath(dir: string, key: string): string {
+  return `${dir}/server-${key}.json`;
+}
+
+/** Writes `value` as JSON atomically (temp file, then rename), readable by the user only. */
+export async function writePrivateJson(path: string, value: unknown): Promise<void> {
+  const temp = `${path}.tmp`;
+  try {
+    await Deno.writeTextFile(temp, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => undefined);
+    throw error;
+  }
+}
+
 /** Writes a record atomically (temp file, then rename), readable by the user only. */
 export async function writeRecord(dir: string, record: ProxyRecord): Promise<void> {
-  const path = recordPath(dir, record.pid);
-  const temp = `${path}.tmp`;
-  await Deno.writeTextFile(temp, JSON.stringify(record, null, 2) + "\n", { mode: 0o600 });
-  await Deno.rename(temp, path);
+  await writePrivateJson(recordPath(dir, record.pid), record);
 }
 
 /** The record of the proxy `pid`, when there is a readable one. */

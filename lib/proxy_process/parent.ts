@@ -70,6 +70,29 @@ export interface IsolatedProxyOptions {
    * {@link PROXY_CHILD_FLAG} (the compiled binary itself, or `deno run main.ts`).
    */
   childCommand?: string[];
+  /**
+   * The first child's process, spawned ahead ({@link spawnProxyChild}) so that it
+   * loads while the caller still sets up; restarts spawn their own.
+   */
+  process?: Deno.ChildProcess;
+}
+
+/**
+ * Spawns a proxy child's process ahead of {@link IsolatedProxy.start} (its
+ * `process`): it loads grpc-js, the slow part, meanwhile, and waits for its
+ * configuration on stdin (it exits when stdin closes, so never outlives us).
+ */
+export function spawnProxyChild(childCommand?: string[]): Deno.ChildProcess {
+  const [program, ...args] = childCommand ?? defaultChildCommand();
+  return new Deno.Command(program, {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    // Its own session: Ctrl-C on our terminal must not kill it mid-shutdown (it
+    // would be restarted); it exits when its stdin closes.
+    detached: true,
+  }).spawn();
 }
 
 type StartedOptions = IsolatedProxyOptions & { backend: string };
@@ -157,7 +180,8 @@ export class IsolatedProxy implements AsyncDisposable {
     const logger = options.logger ?? silentLogger;
     const child = Child.spawn(options, logger);
     try {
-      const settled = { ...options, backend: await options.backend };
+      // Restarts spawn children of their own.
+      const settled = { ...options, backend: await options.backend, process: undefined };
       const address = await child.start(settled, options.listen, undefined);
       return new IsolatedProxy(settled, child, address);
     } catch (error) {
@@ -298,17 +322,7 @@ class Child {
   }
 
   static spawn(options: IsolatedProxyOptions, logger: Logger): Child {
-    const [program, ...args] = options.childCommand ?? defaultChildCommand();
-    const process = new Deno.Command(program, {
-      args,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      // Its own session: Ctrl-C on our terminal must not kill it mid-shutdown (it
-      // would be restarted); it exits when its stdin closes.
-      detached: true,
-    }).spawn();
-    return new Child(process, options, logger);
+    return new Child(options.process ?? spawnProxyChild(options.childCommand), options, logger);
   }
 
   /** Asks the child to make `call` and resolves to its answer. */

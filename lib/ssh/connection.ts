@@ -26,24 +26,17 @@
 
 import { UserError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { sendSignal, stopChild } from "../process.ts";
+import { stopChild } from "../process.ts";
 import { formatNetloc } from "../netloc.ts";
-import {
-  lastLine,
-  platformProblem,
-  runSsh,
-  spawnSsh,
-  type SshResult,
-  type SshRunner,
-  StderrTee,
-} from "./command.ts";
-import { forwardSpec, masterArgs, muxArgs, unixForwardSpec } from "./args.ts";
-import { makeControlDir } from "./control_dir.ts";
+import { lastLine, runSsh, spawnSsh, type SshResult, type SshRunner } from "./command.ts";
+import { forwardSpec, muxArgs, unixForwardSpec } from "./args.ts";
+import { type MasterLogin, startLogin } from "./login.ts";
 import { isAddressFree, reserveFreePort } from "../net/free_port.ts";
 import { readSessionEnv, sessionEnvCommand } from "./session_env.ts";
 import { assertSshDestination, checkForwardTarget } from "./validate.ts";
 
 export type { SshResult } from "./command.ts";
+export type { MasterLogin } from "./login.ts";
 
 /** Options for {@link SshConnection.connect}. */
 export interface ConnectOptions {
@@ -114,6 +107,11 @@ export interface ConnectOptions {
    * An adopted master is always checked before connect returns. @default {false}
    */
   checkLater?: boolean;
+  /**
+   * The master's login, begun before this connect (see `login.ts`): taken over
+   * instead of starting one. Its options must be these. Not with {@link adopt}.
+   */
+  login?: MasterLogin;
 }
 
 /** A local end of a forward: a TCP port, or (with {@link ConnectOptions.socketDir}) a Unix socket. */
@@ -212,16 +210,17 @@ export class SshConnection implements AsyncDisposable {
    * cannot connect (`ssh to HOST failed (exit 255): <ssh's last line>`).
    */
   static async connect(options: ConnectOptions): Promise<SshConnection> {
-    const problem = platformProblem(Deno.build.os);
-    if (problem) throw new UserError(problem);
-    assertSshDestination(options.host);
+    const { adopt } = options;
+    if (adopt !== undefined) assertSshDestination(options.host);
     options.signal?.throwIfAborted();
-    const dir = options.adopt?.slice(0, options.adopt.lastIndexOf("/")) ?? await makeControlDir();
-    const conn = new SshConnection(options, dir);
+    // Ours (begun by the caller, or here), unless another process's master is adopted.
+    const login = adopt === undefined ? options.login ?? await startLogin(options) : undefined;
+    login?.take();
+    const conn = new SshConnection(options, login?.dir ?? adopt!.slice(0, adopt!.lastIndexOf("/")));
     try {
-      if (options.adopt === undefined) await conn.#startMaster();
+      await login?.done;
       conn.#checked = conn.#checkMaster();
-      if (options.adopt !== undefined || !options.checkLater) await conn.#checked;
+      if (adopt !== undefined || !options.checkLater) await conn.#checked;
       else conn.#checked.catch(() => {/* the caller awaits checked */});
       options.signal?.throwIfAborted();
       conn.#startKeepalive();
@@ -368,31 +367,6 @@ export class SshConnection implements AsyncDisposable {
   #assertOpen(): void {
     if (this.#state !== "open") {
       throw new UserError(`ssh connection to ${this.host} is ${this.#state}`);
-    }
-  }
-
-  async #startMaster(): Promise<void> {
-    const interactive = this.#options.interactive !== false;
-    const child = spawnSsh(
-      this.#runner,
-      masterArgs({ ...this.#options, controlPath: this.controlPath }),
-      {
-        stdin: interactive ? "inherit" : "null",
-        stdout: "null",
-        stderr: "piped",
-      },
-    );
-    const stderr = new StderrTee(child.stderr, interactive);
-    const abort = () => sendSignal(child, "SIGTERM");
-    this.#options.signal?.addEventListener("abort", abort);
-    const status = await child.status.finally(() =>
-      this.#options.signal?.removeEventListener("abort", abort)
-    );
-    // With -f the backgrounded master may keep the pipe open; don't wait for EOF.
-    await stderr.finish(300);
-    if (!status.success) {
-      const why = stderr.lastLine || (status.signal ? `killed by ${status.signal}` : "no message");
-      throw new UserError(`ssh to ${this.host} failed (exit ${status.code}): ${why}`);
     }
   }
 

@@ -169,6 +169,23 @@ export class SshSupervisor implements AsyncDisposable {
     this.#wake?.abort();
   }
 
+  /**
+   * Lets go of the master in use without ending it, for another connection to
+   * adopt at the control socket this resolves to (`ConnectOptions.adopt`): a
+   * run that starts over keeps its login. Closed from now on.
+   */
+  async release(): Promise<string> {
+    const connection = this.#connection;
+    this.#closing ??= (async () => {
+      this.#state = "closed";
+      this.#stop.abort();
+      await this.#loop;
+      await connection.release();
+    })();
+    await this.#closing;
+    return connection.controlPath;
+  }
+
   /** Stops reconnecting and closes the current connection. Safe to call more than once. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -225,6 +242,8 @@ export class SshSupervisor implements AsyncDisposable {
         next = await SshConnection.connect({
           ...this.#options,
           adopt,
+          // The first login was taken by the first connection.
+          login: undefined,
           interactive,
           signal,
         });
