@@ -141,7 +141,7 @@ async function runFile({ label: file, files }: Job, check: string[]): Promise<Ou
     const output = await new Deno.Command(Deno.execPath(), {
       args: ["test", "-A", ...check, ...extra, ...files],
       cwd: root,
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", XDG_RUNTIME_DIR: runtimeDir },
       stdout: "piped",
       stderr: "piped",
       stdin: "null",
@@ -196,6 +196,11 @@ async function runFile({ label: file, files }: Job, check: string[]): Promise<Ou
 }
 
 const check = await typeCheck(files) ? ["--no-check"] : [];
+// The proxy's state (background records, remembered servers) and any token a
+// test's discovery could find live under XDG_RUNTIME_DIR: one private one for
+// the run, removed at the end, so that the user's own stay out and nothing is left.
+const runtimeDir = await Deno.makeTempDir({ prefix: "arrakis-test-runtime-" });
+await Deno.chmod(runtimeDir, 0o700);
 const unit = files.filter((file) => UNIT.includes(file));
 const queue: Job[] = [
   ...files.filter((file) => !UNIT.includes(file)).map((file) => ({ label: file, files: [file] })),
@@ -227,4 +232,5 @@ console.log(
     `${total("reruns")} rerun after a runtime crash, ${total("flakyReruns")} rerun after a ` +
     `quarantined failure`,
 );
+await Deno.remove(runtimeDir, { recursive: true }).catch(() => undefined);
 Deno.exit(outcomes.every((o) => o.ok) ? 0 : 1);

@@ -46,7 +46,8 @@ Deno.test("a protected server and no token: one warning, the proxy serves, data 
   });
   const runtime = await Deno.makeTempDir({ prefix: "arrakis-no-token-" });
   await using proxy = await startProxy(clusterArgs(cluster), { env: { XDG_RUNTIME_DIR: runtime } });
-  await Deno.remove(runtime);
+  // It holds the server the proxy remembers for this destination by now.
+  await Deno.remove(runtime, { recursive: true });
   const warnings = proxy.stderr().split("\n").filter((line) => line.includes("warning"));
   assertEquals(warnings.length, 1, proxy.stderr());
   assertMatch(
