@@ -284,8 +284,8 @@ export class FlightProxy implements AsyncDisposable {
    * call that carries its own `authorization` always passes untouched.
    */
   setToken(token: ProxyToken | undefined): void {
+    // Refusal lines stay logged once each: a new token's lines name it, so they differ.
     this.#token = token;
-    this.#explained.clear();
   }
 
   /** Stops listening, cancels calls in flight and closes the backend channel. */
