@@ -357,6 +357,8 @@ export const kafkaStage: Stage = {
           ssh: needs(run.ssh, "the SSH connection"),
           logger: run.logger,
           admit: kafkaAdmit(run),
+          // Clients on other machines must reach the listeners too, as the forwards.
+          listenHost: run.remoteClients ? run.options.listen.host : undefined,
           probeTimeoutMs: run.options.timeoutMs,
         }),
       );

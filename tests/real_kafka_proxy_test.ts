@@ -124,14 +124,17 @@ async function throughProxy(cluster: Cluster, proxyArgs: string[], clientArgs: s
   return { json: lastJson(result.stdout, result.stderr), stderr: result.stderr };
 }
 
-/** The same client call made inside the namespace, without the proxy. */
-async function inside(cluster: Cluster, clientArgs: string[]) {
+/**
+ * The same client call made inside the namespace, without the proxy (or, given
+ * `server`, through a proxy that serves other machines).
+ */
+async function inside(
+  cluster: Cluster,
+  clientArgs: string[],
+  server = `grpc://${INFO.name}:${INFO.port}`,
+) {
   const child = cluster.netns.spawn([python.python, REAL_KAFKA_CLIENT, ...clientArgs], {
-    env: {
-      ...await pythonEnv(),
-      ARRAKIS_SERVER: `grpc://${INFO.name}:${INFO.port}`,
-      HOME: "/nonexistent",
-    },
+    env: { ...await pythonEnv(), ARRAKIS_SERVER: server, HOME: "/nonexistent" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -196,6 +199,39 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
       assertMatch(stderr, SERVED);
       assertEquals(streamDoGets(real.log()), relayed, "the server relayed the stream");
     });
+
+    await t.step(
+      "--allow-remote-clients: a client on another machine reads Kafka through the listener",
+      async () => {
+        // The test's namespace is the other machine; it reaches the proxy at the
+        // root end of its veth pair, the proxy's listen address.
+        const address = cluster.netns.hostAddress;
+        await using proxy = await startProxy([
+          "-v",
+          "--allow-remote-clients",
+          "-l",
+          `${address}:0`,
+          "-F",
+          cluster.sshConfigPath,
+          cluster.sshHost,
+        ]);
+        await publisher.waitForBlocks(publisher.published.length + 1);
+        // The proxy's log goes with a failure: the client alone would not say why.
+        const json = await inside(cluster, ["stream", "4", ...CHANNELS], proxy.url)
+          .catch((error) => {
+            throw new Error(`${error.message}\n${proxy.stderr()}`);
+          });
+        checkKafkaBlocks(json.blocks as KafkaClientBlock[], KAFKA_CHANNELS);
+        // Its listener listens where the proxy does, and served the other machine's client
+        // (inside, `kafka` names the broker itself: a location left alone would also work).
+        const escape = (address: string) => address.replaceAll(".", "\\.");
+        const listeners = kafkaListeners(proxy.stderr());
+        assertEquals(listeners.length, 1, proxy.stderr());
+        assertMatch(listeners[0], new RegExp(`^${escape(address)}:\\d+ ${BROKER}$`));
+        const served = `kafka ${BROKER}: client ${escape(cluster.netns.nsAddress)}:\\d+ connected`;
+        assertMatch(proxy.stderr(), new RegExp(served));
+      },
+    );
 
     await t.step("the arrakis CLI's stream, run with the printed export line", async () => {
       await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });

@@ -132,9 +132,19 @@ export class KafkaLocations {
     return this.#local.get(broker.netloc);
   }
 
-  /** The broker's `kafka://host:port` behind a local URI we handed out. */
-  remote(localUri: string): string | undefined {
-    return this.#remote.get(localUri.toLowerCase());
+  /**
+   * The broker's `kafka://host:port` behind a local URI we handed out; to a
+   * remote client (`clientHost`, the host it dialled) it was named by that host.
+   */
+  remote(localUri: string, clientHost?: string): string | undefined {
+    const known = this.#remote.get(localUri.toLowerCase());
+    if (known !== undefined || clientHost === undefined) return known;
+    const local = parseKafkaLocation(localUri);
+    if (local?.host.toLowerCase() !== clientHost.toLowerCase()) return undefined;
+    for (const [uri, remote] of this.#remote) {
+      if (parseKafkaLocation(uri)?.port === local.port) return remote;
+    }
+    return undefined;
   }
 
   /**

@@ -372,7 +372,9 @@ export class LocationRewriter {
         if (kind.kind === "other-scheme" && this.#kafka?.mode === "forward") {
           const broker = parseKafkaLocation(uri);
           const local = broker && this.#kafka.local(broker);
-          return local === undefined ? undefined : this.#announce(uri, local, "its Kafka listener");
+          return local === undefined
+            ? undefined
+            : this.#announce(uri, kafkaReachable(local, clientHost), "its Kafka listener");
         }
         if (kind.kind !== "endpoint") return undefined;
         const { location } = kind;
@@ -411,7 +413,7 @@ export class LocationRewriter {
         return remote === REUSE_CONNECTION ? REUSE_CONNECTION : `grpc://${remote}`;
       }
       const kind = classifyLocation(uri);
-      if (kind.kind === "other-scheme") return this.#kafka?.remote(uri);
+      if (kind.kind === "other-scheme") return this.#kafka?.remote(uri, clientHost);
       if (kind.kind !== "endpoint") return undefined;
       const { location } = kind;
       const remote = clientHost !== undefined &&
@@ -509,6 +511,13 @@ export class LocationRewriter {
 }
 
 /** A local forward's `host:port` as a client on `clientHost` reaches it (a socket path as it is). */
+/** A local `kafka://host:port` as {@link reachable} names it to the client. */
+function kafkaReachable(local: string, clientHost: string | undefined): string {
+  return clientHost === undefined
+    ? local
+    : `kafka://${reachable(local.slice("kafka://".length), clientHost)}`;
+}
+
 function reachable(local: string, clientHost: string | undefined): string {
   if (clientHost === undefined) return local;
   const port = parseNetloc(local)?.port;

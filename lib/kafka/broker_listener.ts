@@ -127,6 +127,19 @@ export class KafkaBrokerListener implements AsyncDisposable {
     }
   }
 
+  /**
+   * Where `client` is told to reach a broker: its listener's address, or, for
+   * a listener on every address (remote clients allowed), the address this
+   * client dialled, which reaches every listener of the run.
+   */
+  #reachableFor(client: Deno.TcpConn): BrokerAddressMapper {
+    const dialled = client.localAddr.hostname.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+    return async (broker) => {
+      const local = await this.#options.mapBroker(broker);
+      return local.host === "0.0.0.0" || local.host === "::" ? { ...local, host: dialled } : local;
+    };
+  }
+
   async #serve(client: Deno.TcpConn): Promise<void> {
     this.#open.add(client);
     let upstream: Deno.Conn | undefined;
@@ -141,7 +154,7 @@ export class KafkaBrokerListener implements AsyncDisposable {
       const peer = formatNetloc(client.remoteAddr.hostname, client.remoteAddr.port);
       this.#logger.debug(`kafka ${this.#name}: client ${peer} connected`);
       const result = await relayKafka(client, upstream, {
-        mapBroker: this.#options.mapBroker,
+        mapBroker: this.#reachableFor(client),
         maxHeldBytes: this.#options.maxHeldBytes,
         bufferBytes: this.#options.bufferBytes,
         onBytes: (direction, n) => {

@@ -44,13 +44,19 @@ export interface KafkaSessionOptions {
   admit?: KafkaAdmit;
   /** Time limit of the ApiVersions probe through a new forward. @default {5000} */
   probeTimeoutMs?: number;
+  /**
+   * Where the listeners listen: loopback, or, with remote clients allowed,
+   * the proxy's listen address (a client there must reach them too).
+   * @default {"127.0.0.1"}
+   */
+  listenHost?: string;
 }
 
 /** One broker as the session knows it. */
 export interface KafkaBrokerForward {
   /** The broker's `host:port` as advertised. */
   remote: string;
-  /** Its local Kafka listener, `127.0.0.1:PORT`. */
+  /** Its local Kafka listener, `127.0.0.1:PORT` (the listen address with remote clients). */
   local: string;
   /** The SSH forward it relays to, `host:port` or a socket path (a port may move on reconnect). */
   forward: string;
@@ -182,7 +188,7 @@ export class KafkaSession implements AsyncDisposable {
         probeMs,
       },
       listener: serveKafkaBroker({
-        listen: { hostname: "127.0.0.1" },
+        listen: { hostname: this.#options.listenHost ?? "127.0.0.1" },
         dialUpstream: () => dialForward(broker.forward),
         // Brokers a Metadata answer names get listeners of their own, on demand.
         mapBroker: async (named) => {
