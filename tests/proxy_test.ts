@@ -466,6 +466,24 @@ Deno.test("a unary answer leaves the proxy in one write: headers, message and tr
 });
 
 /**
+ * The raw scripts' reading: `readMore()` appends one read of `conn` to
+ * `pending` and answers its byte count (null at the end).
+ */
+const READ_MORE = `
+const buffer = new Uint8Array(65536);
+let pending = new Uint8Array(0);
+const readMore = async () => {
+  const n = await conn.read(buffer);
+  if (n === null) return null;
+  const joined = new Uint8Array(pending.length + n);
+  joined.set(pending);
+  joined.set(buffer.subarray(0, n), pending.length);
+  pending = joined;
+  return n;
+};
+`;
+
+/**
  * Sends `atob(argv[1])` to `argv[0]` (host:port) and prints, per read, the
  * types of the stream-1 frames it held, until stream 1's trailers.
  */
@@ -474,15 +492,9 @@ const [hostname, port] = Deno.args[0].split(":");
 const conn = await Deno.connect({ hostname, port: Number(port) });
 await conn.write(Uint8Array.from(atob(Deno.args[1]), (c) => c.charCodeAt(0)));
 const reads = [];
-const buffer = new Uint8Array(65536);
-let pending = new Uint8Array(0);
-for (let done = false; !done;) {
-  const n = await conn.read(buffer);
+${READ_MORE}for (let done = false; !done;) {
+  const n = await readMore();
   if (n === null) break;
-  const joined = new Uint8Array(pending.length + n);
-  joined.set(pending);
-  joined.set(buffer.subarray(0, n), pending.length);
-  pending = joined;
   const types = [];
   while (pending.length >= 9) {
     const length = (pending[0] << 16) | (pending[1] << 8) | pending[2];
@@ -553,17 +565,11 @@ const frame = (type, flags, stream, payload) => {
 };
 await conn.write(frame(4, 0, 0, new Uint8Array(0)));
 const reads = [];
-const buffer = new Uint8Array(65536);
-let pending = new Uint8Array(0);
-let prefaceLeft = 24;
+${READ_MORE}let prefaceLeft = 24;
 let answered = 0;
 while (answered < Number(Deno.args[1])) {
-  const n = await conn.read(buffer);
+  const n = await readMore();
   if (n === null) break;
-  const joined = new Uint8Array(pending.length + n);
-  joined.set(pending);
-  joined.set(buffer.subarray(0, n), pending.length);
-  pending = joined;
   const skip = Math.min(prefaceLeft, pending.length);
   pending = pending.subarray(skip);
   prefaceLeft -= skip;
