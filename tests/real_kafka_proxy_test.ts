@@ -125,6 +125,21 @@ async function throughProxy(cluster: Cluster, proxyArgs: string[], clientArgs: s
 }
 
 /**
+ * Starts the client streaming `blocks` blocks through the proxy at `url`; its
+ * output, when it ends (in an object: awaiting this must not wait for it).
+ */
+async function streamThrough(url: string, blocks: number) {
+  const client = new Deno.Command(python.python, {
+    args: [REAL_KAFKA_CLIENT, "stream", String(blocks), ...CHANNELS],
+    env: { ...await pythonEnv(), ARRAKIS_SERVER: url },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return { output: client.output() };
+}
+
+/**
  * The same client call made inside the namespace, without the proxy (or, given
  * `server`, through a proxy that serves other machines).
  */
@@ -300,14 +315,7 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
 
     await t.step("the SSH master killed mid-stream: the listener keeps its port", async () => {
       await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
-      const client = new Deno.Command(python.python, {
-        args: [REAL_KAFKA_CLIENT, "stream", "40", ...CHANNELS],
-        env: { ...await pythonEnv(), ARRAKIS_SERVER: proxy.url },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const output = client.output();
+      const { output } = await streamThrough(proxy.url, 40);
       await waitFor(() => kafkaListeners(proxy.stderr()).length === 1, 60_000, "the listener");
       // A few blocks in, the master dies (as a dropped connection would end it).
       await publisher.waitForBlocks(publisher.published.length + 8);
@@ -481,14 +489,7 @@ Deno.test("the real client through arrakis-proxy to a Kafka-backed deployment", 
     await t.step("the broker restarted mid-stream through the real command", async () => {
       await using live = await startKafkaPublisher(cluster.netns);
       await using proxy = await startProxy(["-v", ...sshArgs(cluster)], { env: await pythonEnv() });
-      const client = new Deno.Command(python.python, {
-        args: [REAL_KAFKA_CLIENT, "stream", "60", ...CHANNELS],
-        env: { ...await pythonEnv(), ARRAKIS_SERVER: proxy.url },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const output = client.output();
+      const { output } = await streamThrough(proxy.url, 60);
       await waitFor(() => SERVED.test(proxy.stderr()), 60_000, "the listener's client");
       await live.waitForBlocks(live.published.length + 8);
       const before = proxy.stderr().length;

@@ -20,6 +20,9 @@ import { lastJson, REAL_CHANNEL_LIST, REAL_CLIENT } from "./fixtures/real_client
 import { startIssuer } from "./fixtures/scitokens.ts";
 
 const python = requirePython();
+
+/** `-- python real_client.py ARGS…`: what the proxy runs for the real client. */
+const clientCommand = (...args: string[]) => ["--", python.python, REAL_CLIENT, ...args];
 const AUDIENCE = "https://info";
 
 /** A count of every channel with the real client, its token given explicitly. */
@@ -149,11 +152,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         await runProxy(
           [
             ...clusterArgs(cluster),
-            "--",
-            python.python,
-            REAL_CLIENT,
-            "snapshot",
-            ...REAL_CHANNEL_LIST,
+            ...clientCommand("snapshot", ...REAL_CHANNEL_LIST),
           ],
           { env },
         ),
@@ -162,13 +161,7 @@ Deno.test("a token-protected real deployment through arrakis-proxy", async (t) =
         await runProxy(
           [
             ...clusterArgs(cluster),
-            "--",
-            python.python,
-            REAL_CLIENT,
-            "stream",
-            "4",
-            REAL_CHANNELS.H1[0],
-            REAL_CHANNELS.L1[0],
+            ...clientCommand("stream", "4", REAL_CHANNELS.H1[0], REAL_CHANNELS.L1[0]),
           ],
           { env },
         ),
@@ -401,11 +394,7 @@ Deno.test("a protected single server, reuse-connection through the proxy: count,
     [
       "--reuse-through-proxy",
       ...clusterArgs(cluster),
-      "--",
-      python.python,
-      REAL_CLIENT,
-      "snapshot",
-      ...REAL_CHANNEL_LIST,
+      ...clientCommand("snapshot", ...REAL_CHANNEL_LIST),
     ],
     { env },
   );
